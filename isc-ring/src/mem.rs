@@ -1,0 +1,174 @@
+//! Access to the shared bytes of a ring.
+//!
+//! Everything the ring reads or writes in shared memory goes through [`Mem`],
+//! by byte offset: 32-bit fields atomically, payloads by copy. Offsets are
+//! computed by the ring from geometry it validated once at attach time, so
+//! every access is in bounds whatever the peer writes; `Mem` re-checks in debug
+//! builds.
+//!
+//! Under `cfg(loom)` the region is a vector of loom atomics instead of raw
+//! memory, and payload bytes travel through relaxed word accesses, so that
+//! loom sees (and reports) a message read without a happens-before edge to
+//! its write.
+
+use crate::sync::Ordering;
+
+#[cfg(loom)]
+pub use modeled::Mem;
+#[cfg(not(loom))]
+pub use raw::Mem;
+
+#[cfg(not(loom))]
+mod raw {
+    use crate::sync::{AtomicU32, Ordering};
+    use core::ptr::NonNull;
+
+    /// A raw view of shared memory: a base pointer and a length.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Mem {
+        base: NonNull<u8>,
+        len: usize,
+    }
+
+    impl Mem {
+        /// # Safety
+        /// `base` must be valid for reads and writes of `len` bytes, 4-byte
+        /// aligned, for as long as any view made from this `Mem` lives.
+        pub unsafe fn new(base: NonNull<u8>, len: usize) -> Self {
+            Self { base, len }
+        }
+
+        pub fn len(&self) -> usize {
+            self.len
+        }
+
+        fn word(&self, off: usize) -> &AtomicU32 {
+            debug_assert!(off % 4 == 0 && off + 4 <= self.len);
+            // SAFETY: `off` is in bounds and 4-aligned (ring geometry is
+            // validated against `len` at attach, base is aligned by the
+            // constructor's contract); an AtomicU32 has the size and
+            // alignment of a u32 and any bit pattern is valid, so sharing it
+            // with a peer that writes arbitrary values is sound.
+            unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(off).cast()) }
+        }
+
+        pub fn load(&self, off: usize, order: Ordering) -> u32 {
+            self.word(off).load(order)
+        }
+
+        pub fn store(&self, off: usize, val: u32, order: Ordering) {
+            self.word(off).store(val, order)
+        }
+
+        pub fn fetch_or(&self, off: usize, val: u32, order: Ordering) -> u32 {
+            self.word(off).fetch_or(val, order)
+        }
+
+        pub fn fetch_and(&self, off: usize, val: u32, order: Ordering) -> u32 {
+            self.word(off).fetch_and(val, order)
+        }
+
+        pub fn read(&self, off: usize, dst: &mut [u8]) {
+            debug_assert!(off + dst.len() <= self.len);
+            // SAFETY: in bounds (see `word`); `dst` is our own memory and
+            // cannot overlap the shared region it is copied from. The peer
+            // may write these bytes concurrently: we only ever copy them as
+            // plain bytes (every value is valid) and act on the copy.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    self.base.as_ptr().add(off),
+                    dst.as_mut_ptr(),
+                    dst.len(),
+                )
+            }
+        }
+
+        pub fn write(&self, off: usize, src: &[u8]) {
+            debug_assert!(off + src.len() <= self.len);
+            // SAFETY: in bounds; see `read`.
+            unsafe {
+                core::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(off), src.len())
+            }
+        }
+
+        /// # Safety
+        /// The caller must own the bytes `off..off + n` under the ring
+        /// protocol for the lifetime of the returned slice.
+        #[allow(clippy::mut_from_ref)]
+        pub unsafe fn bytes_mut(&self, off: usize, n: usize) -> &mut [u8] {
+            debug_assert!(off + n <= self.len);
+            // SAFETY: in bounds; exclusivity is the caller's contract.
+            unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr().add(off), n) }
+        }
+    }
+}
+
+#[cfg(loom)]
+mod modeled {
+    extern crate alloc;
+    use crate::sync::{AtomicU32, Ordering};
+    use alloc::vec::Vec;
+    use loom::sync::Arc;
+
+    /// A modelled region: one loom atomic per 32-bit word.
+    #[derive(Clone, Debug)]
+    pub struct Mem {
+        words: Arc<Vec<AtomicU32>>,
+    }
+
+    impl Mem {
+        /// A zeroed region of `len` bytes (rounded up to whole words).
+        pub fn zeroed(len: usize) -> Self {
+            let words = (0..len.div_ceil(4)).map(|_| AtomicU32::new(0)).collect();
+            Self {
+                words: Arc::new(words),
+            }
+        }
+
+        pub fn len(&self) -> usize {
+            self.words.len() * 4
+        }
+
+        fn word(&self, off: usize) -> &AtomicU32 {
+            assert!(off % 4 == 0);
+            &self.words[off / 4]
+        }
+
+        pub fn load(&self, off: usize, order: Ordering) -> u32 {
+            self.word(off).load(order)
+        }
+
+        pub fn store(&self, off: usize, val: u32, order: Ordering) {
+            self.word(off).store(val, order)
+        }
+
+        pub fn fetch_or(&self, off: usize, val: u32, order: Ordering) -> u32 {
+            self.word(off).fetch_or(val, order)
+        }
+
+        pub fn fetch_and(&self, off: usize, val: u32, order: Ordering) -> u32 {
+            self.word(off).fetch_and(val, order)
+        }
+
+        pub fn read(&self, off: usize, dst: &mut [u8]) {
+            for (i, chunk) in dst.chunks_mut(4).enumerate() {
+                let w = self.load(off + i * 4, Ordering::Relaxed).to_ne_bytes();
+                chunk.copy_from_slice(&w[..chunk.len()]);
+            }
+        }
+
+        pub fn write(&self, off: usize, src: &[u8]) {
+            for (i, chunk) in src.chunks(4).enumerate() {
+                let at = off + i * 4;
+                let mut w = self.load(at, Ordering::Relaxed).to_ne_bytes();
+                w[..chunk.len()].copy_from_slice(chunk);
+                self.store(at, u32::from_ne_bytes(w), Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Relaxed load, for fields whose visibility an Acquire on an index provides.
+pub(crate) fn relaxed(mem: &Mem, off: usize) -> u32 {
+    mem.load(off, Ordering::Relaxed)
+}

@@ -1,0 +1,385 @@
+//! The producing side of a ring.
+
+use crate::abi::{slot_flags, CONSUMER_WAITING, PRODUCER_WAITING};
+use crate::error::{Corruption, RingError};
+use crate::mem::relaxed;
+#[cfg(not(loom))]
+use crate::mem::Mem;
+use crate::sync::{fence, Ordering};
+use crate::view::{peer_wake, NeedsWake, View, FLAGS, LEN, PAYLOAD, RC, SEQ};
+
+/// Writes messages into a ring and reads back their completions.
+///
+/// A `Producer` is a view over shared memory it does not own. Messages are
+/// written in place ([`Producer::reserve`]) or copied ([`Producer::push`]),
+/// then made visible to the consumer all at once by [`Producer::publish`],
+/// whose [`NeedsWake`] says whether to ring the consumer's doorbell. When the
+/// consumer has completed and released a slot, its result code and in-place
+/// reply are available from [`Producer::completion`] until the producer
+/// reuses the slot.
+///
+/// Nothing the consumer writes into the ring can make a `Producer` panic or
+/// access memory outside the ring: inconsistent indices or lengths are
+/// reported as [`RingError::Corrupt`], and the producer stays in that state.
+///
+/// ```
+/// use isc_ring::{Consumer, Producer, RingConfig};
+/// # #[repr(C, align(4096))] struct Page([u8; 4096]);
+/// # let mut page = Box::new(Page([0; 4096]));
+/// let cfg = RingConfig::new(64, 4).unwrap();
+/// cfg.init(&mut page.0).unwrap();
+/// let ptr = std::ptr::NonNull::new(page.0.as_mut_ptr()).unwrap();
+/// // SAFETY: the page outlives both views and nothing else touches it.
+/// let (mut tx, mut rx) = unsafe { (Producer::new(ptr, 4096).unwrap(), Consumer::new(ptr, 4096).unwrap()) };
+///
+/// let seq = tx.push(b"ping", 0).unwrap();
+/// let _ = tx.publish();
+///
+/// let msg = rx.peek().unwrap().expect("published");
+/// let mut buf = [0u8; 64];
+/// let n = msg.read(&mut buf);
+/// assert_eq!(&buf[..n], b"ping");
+/// msg.complete(7, b"pong").unwrap();
+/// let _ = rx.release();
+///
+/// let done = tx.completion().unwrap().expect("released");
+/// assert_eq!((done.seq(), done.rc()), (seq, 7));
+/// let n = done.read_reply(&mut buf);
+/// assert_eq!(&buf[..n], b"pong");
+/// ```
+#[derive(Debug)]
+pub struct Producer {
+    view: View,
+    /// Next index to write.
+    head: u32,
+    /// Index last stored to the shared `head`.
+    published: u32,
+    /// Last shared `tail` read (the consumer has released everything before it).
+    tail: u32,
+    /// Next released slot whose completion has not been reported.
+    reclaimed: u32,
+    corrupt: Option<Corruption>,
+}
+
+// SAFETY: a Producer is the unique writer of its ring's head and slots; it
+// holds only offsets into memory whose validity the constructor's caller
+// guaranteed, and every shared access is atomic or a byte copy.
+unsafe impl Send for Producer {}
+
+impl Producer {
+    /// Attaches to the ring whose header starts at `ptr`.
+    ///
+    /// Validates the magic, the ABI version and that the header's geometry
+    /// fits in `len` bytes; never panics.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes for the whole
+    /// life of the `Producer`, and there must be at most one `Producer` per
+    /// ring. The consumer may be anything, including hostile.
+    #[cfg(not(loom))]
+    pub unsafe fn new(ptr: core::ptr::NonNull<u8>, len: usize) -> Result<Self, RingError> {
+        if ptr.as_ptr() as usize % 64 != 0 {
+            return Err(RingError::Misaligned);
+        }
+        // SAFETY: forwarded from our caller.
+        Self::attach(unsafe { Mem::new(ptr, len) })
+    }
+
+    /// Attaches to a modelled ring (loom builds only).
+    #[cfg(loom)]
+    pub fn from_mem(mem: Mem) -> Result<Self, RingError> {
+        Self::attach(mem)
+    }
+
+    fn attach(mem: Mem) -> Result<Self, RingError> {
+        let view = View::attach(mem)?;
+        let head = view.mem.load(View::head_off(), Ordering::Relaxed);
+        let tail = view.mem.load(View::tail_off(), Ordering::Acquire);
+        if head.wrapping_sub(tail) > view.slot_count {
+            return Err(Corruption::Indices { head, tail }.into());
+        }
+        Ok(Self {
+            view,
+            head,
+            published: head,
+            tail,
+            reclaimed: tail,
+            corrupt: None,
+        })
+    }
+
+    /// Payload capacity of each slot.
+    pub fn msz(&self) -> u32 {
+        self.view.msz
+    }
+
+    /// Number of slots in the ring.
+    pub fn slot_count(&self) -> u32 {
+        self.view.slot_count
+    }
+
+    /// Slots free for writing, re-reading the consumer's index.
+    pub fn free_slots(&mut self) -> Result<u32, RingError> {
+        self.refresh_tail()?;
+        Ok(self.view.slot_count - self.head.wrapping_sub(self.tail))
+    }
+
+    /// Messages committed but not yet [published](Producer::publish).
+    pub fn unpublished(&self) -> u32 {
+        self.head.wrapping_sub(self.published)
+    }
+
+    fn check(&self) -> Result<(), RingError> {
+        match self.corrupt {
+            Some(c) => Err(c.into()),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, c: Corruption) -> RingError {
+        self.corrupt = Some(c);
+        c.into()
+    }
+
+    /// Reads the shared tail once, checks it lies in `[self.tail, self.head]`.
+    fn refresh_tail(&mut self) -> Result<(), RingError> {
+        self.check()?;
+        let tail = self.view.mem.load(View::tail_off(), Ordering::Acquire);
+        if tail.wrapping_sub(self.tail) > self.head.wrapping_sub(self.tail) {
+            return Err(self.fail(Corruption::Indices {
+                head: self.head,
+                tail,
+            }));
+        }
+        self.tail = tail;
+        Ok(())
+    }
+
+    /// Reserves the next slot for writing in place, or `Ok(None)` if the ring
+    /// is full. Nothing is visible to the consumer until the slot is
+    /// committed and published.
+    pub fn reserve(&mut self) -> Result<Option<Outgoing<'_>>, RingError> {
+        self.check()?;
+        if self.head.wrapping_sub(self.tail) == self.view.slot_count {
+            self.refresh_tail()?;
+            if self.head.wrapping_sub(self.tail) == self.view.slot_count {
+                return Ok(None);
+            }
+        }
+        // Reusing a slot forfeits its unread completion.
+        if self.head.wrapping_sub(self.reclaimed) >= self.view.slot_count {
+            self.reclaimed = self.head.wrapping_sub(self.view.slot_count).wrapping_add(1);
+        }
+        let slot = self.view.slot(self.head);
+        Ok(Some(Outgoing {
+            producer: self,
+            slot,
+        }))
+    }
+
+    /// Copies `msg` into the next slot and commits it with `flags` (see
+    /// [`slot_flags`]); returns its sequence number. Fails with
+    /// [`RingError::Full`] or [`RingError::TooLarge`] without side effects.
+    pub fn push(&mut self, msg: &[u8], flags: u32) -> Result<u32, RingError> {
+        if msg.len() > self.view.msz as usize {
+            return Err(RingError::TooLarge {
+                len: msg.len(),
+                max: self.view.msz,
+            });
+        }
+        match self.reserve()? {
+            Some(slot) => slot.write(msg, flags),
+            None => Err(RingError::Full),
+        }
+    }
+
+    /// Makes every committed message visible to the consumer with one
+    /// Release store, then tells whether the consumer asked to be woken.
+    ///
+    /// The SeqCst fence between the store and the read of the wake-up flag
+    /// pairs with the one in [`Consumer::prepare_wait`](crate::Consumer::prepare_wait):
+    /// either the consumer sees the new head, or this sees its flag.
+    pub fn publish(&mut self) -> NeedsWake {
+        if self.head == self.published || self.corrupt.is_some() {
+            return NeedsWake(false);
+        }
+        self.view
+            .mem
+            .store(View::head_off(), self.head, Ordering::Release);
+        self.published = self.head;
+        fence(Ordering::SeqCst);
+        peer_wake(&self.view.mem, CONSUMER_WAITING)
+    }
+
+    /// The completion of the oldest released slot not yet reported, if any.
+    ///
+    /// Completions come in ring order, one per committed message, unless the
+    /// producer reused the slot first (then that completion is skipped).
+    pub fn completion(&mut self) -> Result<Option<Completion<'_>>, RingError> {
+        self.check()?;
+        if self.reclaimed == self.tail {
+            self.refresh_tail()?;
+            if self.reclaimed == self.tail {
+                return Ok(None);
+            }
+        }
+        let seq = self.reclaimed;
+        let slot = self.view.slot(seq);
+        let mem = &self.view.mem;
+        // Ordered after the consumer's writes by the Acquire load of `tail`.
+        let (len, flags, rc) = (
+            relaxed(mem, slot + LEN),
+            relaxed(mem, slot + FLAGS),
+            relaxed(mem, slot + RC),
+        );
+        if len > self.view.msz {
+            return Err(self.fail(Corruption::BadLen {
+                seq,
+                len,
+                msz: self.view.msz,
+            }));
+        }
+        self.reclaimed = seq.wrapping_add(1);
+        Ok(Some(Completion {
+            producer: self,
+            slot,
+            seq,
+            len,
+            flags,
+            rc: rc as i32,
+        }))
+    }
+
+    /// Announces that the producer is about to sleep until slots are freed.
+    ///
+    /// Sets `PRODUCER_WAITING`, issues a SeqCst fence and re-checks the ring:
+    /// returns `true` if it is still full (sleep on the doorbell, then call
+    /// [`Producer::finish_wait`]), `false` if space appeared meanwhile (the
+    /// flag is already cleared; don't sleep).
+    pub fn prepare_wait(&mut self) -> bool {
+        let mem = &self.view.mem;
+        mem.fetch_or(View::flags_off(), PRODUCER_WAITING, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let full = matches!(self.free_slots(), Ok(0));
+        if !full {
+            self.finish_wait();
+        }
+        full
+    }
+
+    /// Clears `PRODUCER_WAITING` after a wait.
+    pub fn finish_wait(&mut self) {
+        self.view
+            .mem
+            .fetch_and(View::flags_off(), !PRODUCER_WAITING, Ordering::Relaxed);
+    }
+}
+
+/// A reserved slot, written in place and then [committed](Outgoing::commit).
+/// Dropping it uncommitted leaves the ring unchanged.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    producer: &'a mut Producer,
+    slot: usize,
+}
+
+impl Outgoing<'_> {
+    /// The slot's sequence number (its free-running index).
+    pub fn seq(&self) -> u32 {
+        self.producer.head
+    }
+
+    /// The whole payload area (`msz` bytes), for writing the message in place.
+    ///
+    /// Its initial contents are whatever the slot last held.
+    #[cfg(not(loom))]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let msz = self.producer.view.msz as usize;
+        // SAFETY: the slot lies in the validated ring and, between reserve
+        // and commit, belongs to the producer alone under the protocol (the
+        // consumer released it). A hostile consumer writing it anyway can
+        // only garble its own messages; all bit patterns are valid `u8`s.
+        unsafe { self.producer.view.mem.bytes_mut(self.slot + PAYLOAD, msz) }
+    }
+
+    /// Commits the first `len` payload bytes with `flags`; returns the
+    /// sequence number. Not visible to the consumer until published.
+    pub fn commit(self, len: usize, flags: u32) -> Result<u32, RingError> {
+        let p = self.producer;
+        if len > p.view.msz as usize {
+            return Err(RingError::TooLarge {
+                len,
+                max: p.view.msz,
+            });
+        }
+        let (mem, seq) = (&p.view.mem, p.head);
+        mem.store(self.slot + SEQ, seq, Ordering::Relaxed);
+        mem.store(self.slot + LEN, len as u32, Ordering::Relaxed);
+        mem.store(
+            self.slot + FLAGS,
+            flags & !slot_flags::COMPLETED,
+            Ordering::Relaxed,
+        );
+        mem.store(self.slot + RC, 0, Ordering::Relaxed);
+        p.head = seq.wrapping_add(1);
+        Ok(seq)
+    }
+
+    /// Copies `msg` into the slot and commits it.
+    pub fn write(self, msg: &[u8], flags: u32) -> Result<u32, RingError> {
+        let max = self.producer.view.msz;
+        if msg.len() > max as usize {
+            return Err(RingError::TooLarge {
+                len: msg.len(),
+                max,
+            });
+        }
+        self.producer.view.mem.write(self.slot + PAYLOAD, msg);
+        self.commit(msg.len(), flags)
+    }
+}
+
+/// The result of a message the consumer completed and released.
+#[derive(Debug)]
+pub struct Completion<'a> {
+    producer: &'a Producer,
+    slot: usize,
+    seq: u32,
+    len: u32,
+    flags: u32,
+    rc: i32,
+}
+
+impl Completion<'_> {
+    /// Sequence number of the message, as returned when it was committed.
+    pub fn seq(&self) -> u32 {
+        self.seq
+    }
+
+    /// The consumer's result code.
+    pub fn rc(&self) -> i32 {
+        self.rc
+    }
+
+    /// Slot flags as the consumer left them; [`slot_flags::COMPLETED`] is set
+    /// if it completed the slot rather than only releasing it.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// Length of the reply (at most `msz`).
+    pub fn reply_len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Copies the reply into `buf` (truncating to `buf.len()`), returning
+    /// the number of bytes copied.
+    pub fn read_reply(&self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.len as usize);
+        self.producer
+            .view
+            .mem
+            .read(self.slot + PAYLOAD, &mut buf[..n]);
+        n
+    }
+}

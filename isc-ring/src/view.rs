@@ -1,0 +1,102 @@
+//! What a producer and a consumer share: a validated view of one ring.
+
+use crate::abi::{RingInfo, FLAGS_OFFSET, HEAD_OFFSET, SLOTS_OFFSET, TAIL_OFFSET};
+use crate::config::RingConfig;
+use crate::error::Corruption;
+use crate::mem::Mem;
+use crate::sync::Ordering;
+use core::mem::{offset_of, size_of};
+
+/// Offsets of the slot header fields, relative to the slot.
+pub(crate) const SEQ: usize = offset_of!(crate::abi::SlotHeader, seq);
+pub(crate) const LEN: usize = offset_of!(crate::abi::SlotHeader, len);
+pub(crate) const FLAGS: usize = offset_of!(crate::abi::SlotHeader, flags);
+pub(crate) const RC: usize = offset_of!(crate::abi::SlotHeader, rc);
+pub(crate) const PAYLOAD: usize = size_of::<crate::abi::SlotHeader>();
+
+/// The geometry of an attached ring, read from its header once and validated;
+/// the shared header is never consulted again, so a peer rewriting it later
+/// changes nothing.
+#[derive(Debug)]
+pub(crate) struct View {
+    pub mem: Mem,
+    pub slot_count: u32,
+    pub msz: u32,
+    stride: usize,
+}
+
+impl View {
+    /// Validates the header at the start of `mem` against `mem`'s length.
+    pub fn attach(mem: Mem) -> Result<Self, Corruption> {
+        let len = mem.len();
+        if len < SLOTS_OFFSET as usize {
+            return Err(Corruption::BadGeometry { len });
+        }
+        let mut raw = [0u8; size_of::<RingInfo>()];
+        mem.read(0, &mut raw);
+        let info = <RingInfo as zerocopy::FromBytes>::read_from_bytes(&raw)
+            .map_err(|_| Corruption::BadGeometry { len })?;
+        if info.magic != crate::abi::RING_MAGIC {
+            return Err(Corruption::BadMagic(info.magic));
+        }
+        if info.abi_version != crate::abi::ABI_VERSION {
+            return Err(Corruption::BadAbiVersion {
+                found: info.abi_version,
+                expected: crate::abi::ABI_VERSION,
+            });
+        }
+        // The header must be exactly what `RingConfig` derives from its own
+        // msz and slot_count: that bounds every slot offset by `ring_bytes`.
+        let cfg = RingConfig::new(info.msz, info.slot_count)
+            .map_err(|_| Corruption::BadGeometry { len })?;
+        if cfg.info() != info || cfg.ring_bytes() as usize > len {
+            return Err(Corruption::BadGeometry { len });
+        }
+        Ok(Self {
+            mem,
+            slot_count: cfg.slot_count(),
+            msz: cfg.msz(),
+            stride: cfg.slot_stride() as usize,
+        })
+    }
+
+    /// Byte offset of the slot holding free-running index `idx`.
+    pub fn slot(&self, idx: u32) -> usize {
+        SLOTS_OFFSET as usize + (idx & (self.slot_count - 1)) as usize * self.stride
+    }
+
+    pub const fn head_off() -> usize {
+        HEAD_OFFSET
+    }
+
+    pub const fn tail_off() -> usize {
+        TAIL_OFFSET
+    }
+
+    pub const fn flags_off() -> usize {
+        FLAGS_OFFSET
+    }
+}
+
+/// Whether the peer must be woken (its doorbell rung) after a publish or a
+/// release. Ignoring it can leave the peer asleep with work pending.
+#[must_use = "ring the peer's doorbell when a wake-up is needed"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeedsWake(pub bool);
+
+impl NeedsWake {
+    /// True if the peer asked to be woken.
+    pub fn is_needed(self) -> bool {
+        self.0
+    }
+}
+
+/// Reads a peer's wake-up request after a SeqCst fence, consuming it.
+pub(crate) fn peer_wake(mem: &Mem, bit: u32) -> NeedsWake {
+    if mem.load(View::flags_off(), Ordering::Relaxed) & bit == 0 {
+        return NeedsWake(false);
+    }
+    // Clear it so a burst of publishes rings the doorbell once.
+    mem.fetch_and(View::flags_off(), !bit, Ordering::Relaxed);
+    NeedsWake(true)
+}
