@@ -267,6 +267,26 @@ impl Producer {
         full
     }
 
+    /// Like [`Producer::prepare_wait`], but waits for the consumer to release
+    /// the message `seq` (a call awaiting its reply) rather than for space:
+    /// returns `true` if `seq` is still unreleased after the fence.
+    pub fn prepare_wait_for_release(&mut self, seq: u32) -> bool {
+        let mem = &self.view.mem;
+        mem.fetch_or(View::flags_off(), PRODUCER_WAITING, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let pending = self.refresh_tail().is_ok() && self.is_unreleased(seq);
+        if !pending {
+            self.finish_wait();
+        }
+        pending
+    }
+
+    /// True if `seq` was committed and the consumer has not released it yet
+    /// (as of the last read of the shared tail).
+    pub fn is_unreleased(&self, seq: u32) -> bool {
+        seq.wrapping_sub(self.tail) < self.head.wrapping_sub(self.tail)
+    }
+
     /// Clears `PRODUCER_WAITING` after a wait.
     pub fn finish_wait(&mut self) {
         self.view
