@@ -183,8 +183,8 @@ pub struct BindArgs {
 }
 
 /// The ioctl "type" byte of `/dev/isc` (unused by other subsystems in
-/// `Documentation/userspace-api/ioctl/ioctl-number.rst`).
-pub const IOC_MAGIC: u8 = 0xB7;
+/// `Documentation/userspace-api/ioctl/ioctl-number.rst`; 0xB7 is nsfs).
+pub const IOC_MAGIC: u8 = 0xBE;
 /// Command number of `ISC_IOC_BIND`.
 pub const IOC_NR_BIND: u8 = 1;
 /// Command number of `ISC_IOC_KICK` (no argument).
