@@ -54,6 +54,9 @@ pub mod slot_flags {
     pub const KIND_UNBOUND: u32 = 2;
     /// Set by the consumer on completion: `rc` and the reply are valid.
     pub const COMPLETED: u32 = 1 << 8;
+    /// Set with [`COMPLETED`] when no driver was bound to handle the message:
+    /// it was dropped, `rc` is `-ENODEV` and there is no reply.
+    pub const NOT_DELIVERED: u32 = 1 << 9;
 }
 
 /// Read-mostly ring parameters, written once by [`crate::RingConfig::init`].
@@ -189,6 +192,22 @@ pub const IOC_MAGIC: u8 = 0xBE;
 pub const IOC_NR_BIND: u8 = 1;
 /// Command number of `ISC_IOC_KICK` (no argument).
 pub const IOC_NR_KICK: u8 = 2;
+
+/// `errno` values the ABI speaks (Linux numbering, the same on every arch ISC supports).
+pub mod errno {
+    /// No driver bound: a message completed with [`super::slot_flags::NOT_DELIVERED`].
+    pub const ENODEV: i32 = 19;
+    /// Invalid argument (bad bind request).
+    pub const EINVAL: i32 = 22;
+    /// UID already bound by another user.
+    pub const EBUSY: i32 = 16;
+    /// Ring full.
+    pub const EAGAIN: i32 = 11;
+    /// Message too large / request over the caps.
+    pub const E2BIG: i32 = 7;
+    /// ABI version mismatch.
+    pub const EPROTO: i32 = 71;
+}
 
 /// Byte offsets of every ABI field, for cross-checking with the C header.
 /// Each entry is `(type.field, offset)`; the sizes are in [`ABI_SIZES`].

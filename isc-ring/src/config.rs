@@ -1,10 +1,10 @@
 //! Ring and region geometry: validated sizes, exact lengths, header init.
 
 use crate::abi::{
-    RingHeader, RingInfo, SlotHeader, ABI_VERSION, MAX_MSZ, MAX_RING_BYTES, MAX_SLOTS,
+    BindRequest, RingHeader, RingInfo, SlotHeader, ABI_VERSION, MAX_MSZ, MAX_RING_BYTES, MAX_SLOTS,
     REGION_ALIGN, RING_MAGIC, SLOTS_OFFSET, SLOT_ALIGN,
 };
-use crate::error::ConfigError;
+use crate::error::{BindError, ConfigError};
 use core::mem::size_of;
 use zerocopy::{FromBytes, FromZeros};
 
@@ -218,6 +218,44 @@ impl ChannelLayout {
     /// Total region length.
     pub const fn region_bytes(&self) -> u32 {
         self.u2k.ring_bytes + self.k2u.ring_bytes
+    }
+
+    /// Validates a bind request exactly as the device does: ABI version,
+    /// zero flags and reserved fields, then both ring geometries.
+    ///
+    /// ```
+    /// use isc_ring::abi::{BindRequest, RingRequest, ABI_VERSION};
+    /// use isc_ring::{BindError, ChannelLayout};
+    /// let mut req = BindRequest {
+    ///     abi_version: ABI_VERSION,
+    ///     uid: u32::from_le_bytes(*b"sam0"),
+    ///     u2k: RingRequest { msz: 12, num: 8 },
+    ///     k2u: RingRequest { msz: 12, num: 8 },
+    ///     ..Default::default()
+    /// };
+    /// assert!(ChannelLayout::from_request(&req).is_ok());
+    /// req.k2u.num = 0;
+    /// assert!(matches!(ChannelLayout::from_request(&req), Err(BindError::Ring { ring: "k2u", .. })));
+    /// ```
+    pub const fn from_request(req: &BindRequest) -> Result<Self, BindError> {
+        if req.abi_version != ABI_VERSION {
+            return Err(BindError::AbiVersion {
+                found: req.abi_version,
+                expected: ABI_VERSION,
+            });
+        }
+        if req.flags != 0 || req.reserved != 0 {
+            return Err(BindError::Reserved);
+        }
+        let u2k = match RingConfig::new(req.u2k.msz, req.u2k.num) {
+            Ok(c) => c,
+            Err(error) => return Err(BindError::Ring { ring: "u2k", error }),
+        };
+        let k2u = match RingConfig::new(req.k2u.msz, req.k2u.num) {
+            Ok(c) => c,
+            Err(error) => return Err(BindError::Ring { ring: "k2u", error }),
+        };
+        Ok(Self::new(u2k, k2u))
     }
 
     /// Initialises both rings in `region`.

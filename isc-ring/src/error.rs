@@ -107,3 +107,43 @@ pub enum RingError {
     #[error("ring memory is not 64-byte aligned")]
     Misaligned,
 }
+
+/// Why a bind request was refused. The device and the simulated transport
+/// refuse exactly the same requests, for the same reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    /// The caller speaks another ABI version.
+    #[error("ABI version {found} not supported (expected {expected})")]
+    AbiVersion {
+        /// Version requested.
+        found: u32,
+        /// Version spoken here.
+        expected: u32,
+    },
+    /// Unknown flags or non-zero reserved fields.
+    #[error("unknown flags or non-zero reserved fields in bind request")]
+    Reserved,
+    /// A ring geometry is out of bounds.
+    #[error("{ring} ring: {error}")]
+    Ring {
+        /// `"u2k"` or `"k2u"`.
+        ring: &'static str,
+        /// What is wrong with it.
+        error: ConfigError,
+    },
+}
+
+impl BindError {
+    /// The errno the device returns for this error (positive).
+    pub const fn errno(&self) -> i32 {
+        match self {
+            BindError::AbiVersion { .. } => crate::abi::errno::EPROTO,
+            BindError::Reserved => crate::abi::errno::EINVAL,
+            BindError::Ring {
+                error: ConfigError::TooBig { .. },
+                ..
+            } => crate::abi::errno::E2BIG,
+            BindError::Ring { .. } => crate::abi::errno::EINVAL,
+        }
+    }
+}

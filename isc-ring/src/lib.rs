@@ -67,7 +67,7 @@ mod view;
 
 pub use config::{ChannelLayout, RingConfig};
 pub use consumer::{Consumer, Incoming};
-pub use error::{ConfigError, Corruption, RingError};
+pub use error::{BindError, ConfigError, Corruption, RingError};
 pub use producer::{Completion, Outgoing, Producer};
 pub use view::NeedsWake;
 
