@@ -1,0 +1,1199 @@
+//! The host side: a registry of simulated drivers and one service thread per
+//! bound channel, playing the kernel's role step for step.
+//!
+//! # Threads
+//!
+//! Every channel has one **service thread**. It drains the channel's `u2k`
+//! ring (the device's `ISC_IOC_KICK`), and it alone calls the driver's
+//! callbacks for that channel, so `bound`, `got` and `unbind` of one channel
+//! never run concurrently. It also watches the connection to the user: a
+//! hang-up (the endpoint dropped, or its process died) is the user's unbind.
+//! [`SimHost::listen`] adds one accept thread per socket; each accepted
+//! connection's thread does the handshake and then becomes the channel's
+//! service thread.
+//!
+//! # Binding
+//!
+//! A channel is bound while a user endpoint exists and a driver is
+//! registered for its UID, whichever came first. Becoming bound puts a
+//! `KIND_BOUND` control message in `k2u` and then calls `bound(handle)`;
+//! the driver unregistering (or the channel closing) puts `KIND_UNBOUND`
+//! and then calls `unbind()`. Every `bound` is followed by exactly one
+//! `unbind`. While no driver is bound, messages are completed with
+//! `-ENODEV` and `NOT_DELIVERED`, so a caller never hangs.
+//!
+//! # Control messages are never lost
+//!
+//! Control messages are not squeezed into reserved slots (that would shrink
+//! the ring the user asked for, to nothing for `num = 1`). When `k2u` is
+//! full they wait in a per-channel queue, and while the queue is non-empty
+//! ordinary posts report [`PostError::Full`] so nothing overtakes them. The
+//! service thread flushes the queue as soon as the user releases slots: it
+//! sets `PRODUCER_WAITING` on `k2u` before sleeping, so the user's release
+//! rings the driver doorbell ([`UserRx`](crate::UserRx) does this), and it
+//! also retries every few milliseconds in case the user never rings.
+
+use crate::endpoint::UserEndpoint;
+use crate::error::{Fault, PostError, SimError, Uid};
+use crate::sys::{fired, poll_timeout, Doorbell, Region};
+use crate::wire::{self, BindReply};
+use isc_ring::abi::{errno, slot_flags, BindRequest, BindResponse, SlotHeader, SLOTS_OFFSET};
+use isc_ring::{ChannelLayout, Consumer, Producer, RingConfig, RingError};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    accept4, bind, listen, shutdown, socket, socketpair, AddressFamily, Backlog, Shutdown,
+    SockFlag, SockType, UnixAddr,
+};
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use zerocopy::IntoBytes;
+
+/// How long a service thread spins, looking for more work, before it sleeps
+/// on its doorbell. Waking a sleeping thread through an eventfd costs a few
+/// microseconds on each side; a caller that issues its next call within this
+/// window finds the service thread still running and pays no syscall at all.
+/// 50 µs covers the gap between back-to-back calls with margin while keeping
+/// an idle channel's CPU cost negligible.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// Messages completed between two releases of `u2k` while draining: one
+/// release (a store and a fence) per batch, yet callers early in a long
+/// batch get their replies without waiting for its end.
+const RELEASE_BATCH: u32 = 16;
+
+/// How often a service thread retries queued control messages when the user
+/// does not ring after releasing `k2u` slots.
+const CONTROL_RETRY: Duration = Duration::from_millis(5);
+
+/// How long an accepted connection may take to send its bind request.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// EIO, for failures of the host's own system calls during a bind.
+const EIO: i32 = 5;
+
+thread_local! {
+    /// Set on service threads: driver callbacks run there, and an
+    /// `unregister` issued from one must not wait for a service thread.
+    static IN_SERVICE: Cell<bool> = const { Cell::new(false) };
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a driver callback panicked elsewhere; the
+    // protected state is always left consistent between statements.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A simulated driver: the callbacks of the kernel API (`isc_register`).
+///
+/// All three run on the channel's service thread, never concurrently for one
+/// channel. They may call [`Handle::post`], [`SimHost::register`] and
+/// [`SimHost::unregister`] without deadlocking (an `unregister` from a
+/// callback completes after the callback returns).
+pub trait SimDriver: Send + Sync + 'static {
+    /// The channel became bound; `handle` posts to its user until `unbind`.
+    fn bound(&self, handle: Handle);
+    /// The binding ended (the user went away, the driver unregistered, the
+    /// channel broke, or the host shut down). Posts through the old handle
+    /// now fail with [`PostError::NotBound`].
+    fn unbind(&self);
+    /// A message from the user. Read it, optionally write a reply in place
+    /// ([`Message::data_mut`], [`Message::set_reply`]), and return the
+    /// result code the caller receives.
+    fn got(&self, msg: &mut Message) -> i32;
+}
+
+/// The bounce buffer a message is copied into before [`SimDriver::got`]
+/// sees it: the user cannot change these bytes while the driver reads them.
+///
+/// On return from `got`, the first [`Message::len`] bytes are the reply
+/// written back in place into the user's slot.
+pub struct Message {
+    buf: Box<[u8]>,
+    len: usize,
+    dirty: bool,
+}
+
+impl Message {
+    fn new(msz: u32) -> Self {
+        Self {
+            buf: vec![0; msz as usize].into_boxed_slice(),
+            len: 0,
+            dirty: false,
+        }
+    }
+
+    /// Length of the message (then of the reply).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty message.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Largest reply: the `u2k` ring's `msz`.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The message bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The message bytes, to rewrite in place as the reply.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        self.dirty = true;
+        &mut self.buf[..self.len]
+    }
+
+    /// Changes the reply length; bytes added at the end are zero.
+    pub fn set_len(&mut self, len: usize) -> Result<(), SimError> {
+        let max = self.buf.len();
+        if len > max {
+            return Err(SimError::TooLarge {
+                len,
+                max: max as u32,
+            });
+        }
+        if len > self.len {
+            self.buf[self.len..len].fill(0);
+        }
+        self.len = len;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Replaces the message with `reply` (of any length up to the capacity).
+    pub fn set_reply(&mut self, reply: &[u8]) -> Result<(), SimError> {
+        let max = self.buf.len() as u32;
+        let dst = self.buf.get_mut(..reply.len()).ok_or(SimError::TooLarge {
+            len: reply.len(),
+            max,
+        })?;
+        dst.copy_from_slice(reply);
+        self.len = reply.len();
+        self.dirty = true;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("len", &self.len)
+            .field("capacity", &self.buf.len())
+            .finish()
+    }
+}
+
+/// A driver's handle on one binding of a channel: posts to the user.
+///
+/// Cheap to clone, usable from any thread. It stays valid until the binding
+/// ends (`unbind`); afterwards every post fails with
+/// [`PostError::NotBound`], even if the channel is bound again later (the
+/// new binding comes with a new handle).
+#[derive(Clone)]
+pub struct Handle {
+    ch: Arc<Channel>,
+    generation: u64,
+}
+
+impl Handle {
+    /// Posts `msg` to the user (`isc_post`): copies it into the next `k2u`
+    /// slot and publishes it, ringing the user's doorbell only if the user
+    /// is asleep. Never blocks and never overwrites an unread slot.
+    pub fn post(&self, msg: &[u8]) -> Result<(), PostError> {
+        self.ch.post(self.generation, msg)
+    }
+
+    /// The channel's UID.
+    pub fn uid(&self) -> Uid {
+        Uid(self.ch.uid)
+    }
+
+    /// Largest post: the `k2u` ring's `msz`.
+    pub fn max_post(&self) -> u32 {
+        self.ch.k2u_msz
+    }
+
+    /// True while this handle's binding lasts.
+    pub fn is_bound(&self) -> bool {
+        let k = lock(&self.ch.k2u);
+        k.state == LinkState::Bound && k.generation == self.generation
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("uid", &Uid(self.ch.uid))
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// Counters of a host, summed over all its channels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// Channels currently open.
+    pub channels: u64,
+    /// Messages delivered to a driver's `got`.
+    pub messages: u64,
+    /// Messages completed with `NOT_DELIVERED` (no driver bound).
+    pub not_delivered: u64,
+    /// Successful posts.
+    pub posts: u64,
+    /// Posts refused because `k2u` was full.
+    pub posts_full: u64,
+    /// Channels torn down because their user broke the shared region or the
+    /// connection protocol.
+    pub corrupt: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    channels: AtomicU64,
+    messages: AtomicU64,
+    not_delivered: AtomicU64,
+    posts: AtomicU64,
+    posts_full: AtomicU64,
+    corrupt: AtomicU64,
+}
+
+impl Counters {
+    fn add(c: &AtomicU64, n: u64) {
+        // Statistics only: no ordering with anything else is needed.
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkState {
+    Unbound,
+    Bound,
+    Closed,
+}
+
+/// The driver side of `k2u`, shared by the service thread and every poster.
+/// The mutex plays the kernel's post spinlock.
+struct K2u {
+    producer: Producer,
+    state: LinkState,
+    /// Incremented at each binding; a [`Handle`] posts only in its own.
+    generation: u64,
+    /// Control messages waiting for space, in order.
+    pending: VecDeque<u32>,
+}
+
+struct SyncState {
+    /// Registry epoch the service thread has acted on.
+    epoch: u64,
+    closed: bool,
+}
+
+/// One channel, as the host sees it.
+pub(crate) struct Channel {
+    uid: u32,
+    k2u_msz: u32,
+    layout: ChannelLayout,
+    k2u: Mutex<K2u>,
+    /// User -> service thread: `u2k` has messages, or `k2u` has space.
+    /// Also rung by the host itself to make the service thread look at
+    /// `reconcile` and `faulted`.
+    driver_bell: Doorbell,
+    /// Service thread / posters -> user: `k2u` has posts.
+    user_bell: Doorbell,
+    /// Service thread -> user: `u2k` slots were released.
+    completion_bell: Doorbell,
+    /// The host's end of the connection to the user.
+    conn: OwnedFd,
+    /// The registry changed for this UID; the service thread must re-read it.
+    reconcile: AtomicBool,
+    faulted: AtomicBool,
+    fault: Mutex<Option<Fault>>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    counters: Arc<Counters>,
+    /// Declared last: the ring views above point into it.
+    region: Region,
+}
+
+impl Channel {
+    fn post(&self, generation: u64, msg: &[u8]) -> Result<(), PostError> {
+        if msg.len() > self.k2u_msz as usize {
+            return Err(PostError::TooLarge {
+                len: msg.len(),
+                max: self.k2u_msz,
+            });
+        }
+        let mut k = lock(&self.k2u);
+        if k.state != LinkState::Bound || k.generation != generation {
+            return Err(PostError::NotBound);
+        }
+        if let Err(f) = flush_locked(&mut k) {
+            drop(k);
+            self.set_fault(f);
+            return Err(PostError::NotBound);
+        }
+        let full = !k.pending.is_empty()
+            || match k.producer.push(msg, slot_flags::KIND_MSG) {
+                Ok(_) => false,
+                Err(RingError::Full) => true,
+                Err(RingError::TooLarge { len, max }) => {
+                    return Err(PostError::TooLarge { len, max });
+                }
+                Err(RingError::Corrupt(c)) => {
+                    drop(k);
+                    self.set_fault(c.into());
+                    return Err(PostError::NotBound);
+                }
+                Err(e @ RingError::Misaligned) => {
+                    drop(k);
+                    self.set_fault(Fault::Attach(e));
+                    return Err(PostError::NotBound);
+                }
+            };
+        // Publish whatever was flushed, even when the post itself is refused.
+        let wake = k.producer.publish();
+        drop(k);
+        if wake.is_needed() {
+            let _ = self.user_bell.ring_guarded();
+        }
+        if full {
+            Counters::add(&self.counters.posts_full, 1);
+            Err(PostError::Full)
+        } else {
+            Counters::add(&self.counters.posts, 1);
+            Ok(())
+        }
+    }
+
+    /// Queues a control message, flushes what fits, publishes, rings.
+    fn control(&self, kind: u32, state: LinkState) -> u64 {
+        let mut k = lock(&self.k2u);
+        k.state = state;
+        if state == LinkState::Bound {
+            k.generation += 1;
+        }
+        k.pending.push_back(kind);
+        let generation = k.generation;
+        let flushed = flush_locked(&mut k);
+        let wake = k.producer.publish();
+        drop(k);
+        if let Err(f) = flushed {
+            self.set_fault(f);
+        }
+        if wake.is_needed() {
+            let _ = self.user_bell.ring_guarded();
+        }
+        generation
+    }
+
+    /// Retries queued control messages; true if some are still queued.
+    fn flush(&self) -> bool {
+        let mut k = lock(&self.k2u);
+        if k.pending.is_empty() {
+            return false;
+        }
+        let flushed = flush_locked(&mut k);
+        let wake = k.producer.publish();
+        let left = !k.pending.is_empty();
+        drop(k);
+        if let Err(f) = flushed {
+            self.set_fault(f);
+        }
+        if wake.is_needed() {
+            let _ = self.user_bell.ring_guarded();
+        }
+        left
+    }
+
+    /// Before sleeping with control messages queued: asks the user to ring
+    /// when it releases `k2u` slots. False if space appeared meanwhile.
+    fn arm_space_wait(&self) -> bool {
+        let mut k = lock(&self.k2u);
+        !k.pending.is_empty() && k.producer.prepare_wait()
+    }
+
+    fn disarm_space_wait(&self) {
+        lock(&self.k2u).producer.finish_wait();
+    }
+
+    fn set_fault(&self, f: Fault) {
+        lock(&self.fault).get_or_insert(f);
+        // Release pairs with the Acquire load in the service loop, which
+        // then reads the fault under its mutex anyway.
+        self.faulted.store(true, Ordering::Release);
+        let _ = self.driver_bell.ring();
+    }
+
+    fn take_fault(&self) -> Option<Fault> {
+        if self.faulted.load(Ordering::Acquire) {
+            *lock(&self.fault)
+        } else {
+            None
+        }
+    }
+
+    fn mark_synced(&self, epoch: u64) {
+        let mut s = lock(&self.sync);
+        s.epoch = s.epoch.max(epoch);
+        self.synced.notify_all();
+    }
+
+    fn mark_closed(&self) {
+        lock(&self.sync).closed = true;
+        self.synced.notify_all();
+    }
+
+    fn wait_synced(&self, epoch: u64) {
+        let mut s = lock(&self.sync);
+        while s.epoch < epoch && !s.closed {
+            s = self.synced.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// The descriptors the user needs, duplicated, in wire order.
+    fn user_fds(&self) -> Result<[OwnedFd; wire::BIND_FDS], SimError> {
+        Ok([
+            self.region.fd().try_clone_to_owned()?,
+            self.driver_bell.try_clone_fd()?,
+            self.user_bell.try_clone_fd()?,
+            self.completion_bell.try_clone_fd()?,
+        ])
+    }
+}
+
+/// Pushes queued control messages while they fit. Does not publish.
+fn flush_locked(k: &mut K2u) -> Result<(), Fault> {
+    while let Some(&kind) = k.pending.front() {
+        match k.producer.push(&[], kind) {
+            Ok(_) => {
+                k.pending.pop_front();
+            }
+            Err(RingError::Full) => break,
+            Err(RingError::Corrupt(c)) => return Err(c.into()),
+            Err(e) => return Err(Fault::Attach(e)),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+struct Registration {
+    id: u64,
+    ops: Arc<dyn SimDriver>,
+}
+
+#[derive(Default)]
+struct Entry {
+    driver: Option<Registration>,
+    channel: Option<Arc<Channel>>,
+}
+
+#[derive(Default)]
+struct Registry {
+    entries: HashMap<u32, Entry>,
+    /// Bumped by every register/unregister.
+    epoch: u64,
+}
+
+struct HostInner {
+    registry: Mutex<Registry>,
+    shutdown: AtomicBool,
+    /// Rung once at shutdown and never drained: every thread polls it.
+    stop: Doorbell,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    sockets: Mutex<Vec<PathBuf>>,
+    spin: Duration,
+    next_id: AtomicU64,
+    counters: Arc<Counters>,
+}
+
+/// The simulated kernel: a registry of drivers by UID and the channels of
+/// the users bound to them, in this process or, through
+/// [`SimHost::listen`], in others.
+///
+/// Dropping the host shuts it down: every channel is unbound (drivers get
+/// `unbind`), every user sees its channel closed, and all threads are joined.
+pub struct SimHost {
+    inner: Arc<HostInner>,
+}
+
+impl fmt::Debug for SimHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimHost")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl SimHost {
+    /// A host whose service threads spin [`DEFAULT_SPIN`] before sleeping.
+    pub fn new() -> Result<Self, SimError> {
+        Self::with_spin(DEFAULT_SPIN)
+    }
+
+    /// A host whose service threads spin for `spin` before sleeping
+    /// (`Duration::ZERO`: sleep at once; lowest CPU use, highest latency).
+    pub fn with_spin(spin: Duration) -> Result<Self, SimError> {
+        Ok(Self {
+            inner: Arc::new(HostInner {
+                registry: Mutex::default(),
+                shutdown: AtomicBool::new(false),
+                stop: Doorbell::new()?,
+                threads: Mutex::default(),
+                sockets: Mutex::default(),
+                spin,
+                next_id: AtomicU64::new(1),
+                counters: Arc::default(),
+            }),
+        })
+    }
+
+    /// Registers `driver` for `uid` (`isc_register`). If a user is already
+    /// bound to the UID, the channel becomes bound: the user gets a `BOUND`
+    /// message and the driver `bound(handle)`, on the service thread.
+    pub fn register<D: SimDriver>(&self, uid: u32, driver: Arc<D>) -> Result<(), SimError> {
+        let ops: Arc<dyn SimDriver> = driver;
+        let inner = &self.inner;
+        let mut reg = lock(&inner.registry);
+        if inner.shutdown.load(Ordering::Acquire) {
+            return Err(SimError::Closed);
+        }
+        let entry = reg.entries.entry(uid).or_default();
+        if entry.driver.is_some() {
+            return Err(SimError::AlreadyRegistered { uid: Uid(uid) });
+        }
+        entry.driver = Some(Registration {
+            id: inner.next_id.fetch_add(1, Ordering::Relaxed),
+            ops,
+        });
+        let ch = entry.channel.clone();
+        reg.epoch += 1;
+        drop(reg);
+        if let Some(ch) = ch {
+            wake_for_registry(&ch);
+        }
+        Ok(())
+    }
+
+    /// Unregisters the driver of `uid` (`isc_unregister`). A bound user gets
+    /// `UNBOUND` (its later calls fail with [`SimError::NotBound`]) and the
+    /// driver `unbind()`.
+    ///
+    /// Returns once the driver's callbacks for this UID are over, except
+    /// when called from a driver callback: then it returns at once and the
+    /// teardown completes after the callback returns.
+    pub fn unregister(&self, uid: u32) -> Result<(), SimError> {
+        let inner = &self.inner;
+        let mut reg = lock(&inner.registry);
+        let entry = reg
+            .entries
+            .get_mut(&uid)
+            .ok_or(SimError::NotRegistered { uid: Uid(uid) })?;
+        if entry.driver.take().is_none() {
+            return Err(SimError::NotRegistered { uid: Uid(uid) });
+        }
+        let ch = entry.channel.clone();
+        if ch.is_none() {
+            reg.entries.remove(&uid);
+        }
+        reg.epoch += 1;
+        let epoch = reg.epoch;
+        drop(reg);
+        if let Some(ch) = ch {
+            wake_for_registry(&ch);
+            if !IN_SERVICE.with(Cell::get) {
+                ch.wait_synced(epoch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds a user endpoint in this process (the device's open + bind +
+    /// mmap). The endpoint is connected to the host by a socketpair, so its
+    /// drop is detected exactly as a remote user's disconnect is.
+    pub fn bind(&self, req: &BindRequest) -> Result<UserEndpoint, SimError> {
+        let (host_end, user_end) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        let (service, resp) = self.inner.attach(req, host_end)?;
+        let fds = service.ch.user_fds();
+        spawn_service(&self.inner, service)?;
+        UserEndpoint::from_parts(req, resp, fds?, user_end)
+    }
+
+    /// Serves bind requests on a Unix `SOCK_SEQPACKET` socket at `path`
+    /// (see [`crate::wire`]) on a background thread. The socket file is
+    /// removed when the host shuts down; an existing file is an error.
+    pub fn listen(&self, path: impl AsRef<Path>) -> Result<(), SimError> {
+        let path = path.as_ref();
+        let sock = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        bind(sock.as_raw_fd(), &UnixAddr::new(path)?)?;
+        lock(&self.inner.sockets).push(path.to_owned());
+        listen(&sock, Backlog::new(64)?)?;
+        let inner = Arc::clone(&self.inner);
+        let h = std::thread::Builder::new()
+            .name("isc-sim accept".into())
+            .spawn(move || accept_loop(&inner, sock))?;
+        lock(&self.inner.threads).push(h);
+        Ok(())
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> HostStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HostStats {
+            channels: get(&c.channels),
+            messages: get(&c.messages),
+            not_delivered: get(&c.not_delivered),
+            posts: get(&c.posts),
+            posts_full: get(&c.posts_full),
+            corrupt: get(&c.corrupt),
+        }
+    }
+
+    /// True if a user endpoint is currently bound to `uid`.
+    pub fn has_user(&self, uid: u32) -> bool {
+        lock(&self.inner.registry)
+            .entries
+            .get(&uid)
+            .is_some_and(|e| e.channel.is_some())
+    }
+}
+
+impl Drop for SimHost {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        {
+            // Under the registry lock: no channel is attached after this.
+            let _reg = lock(&inner.registry);
+            inner.shutdown.store(true, Ordering::Release);
+        }
+        let _ = inner.stop.ring();
+        let me = std::thread::current().id();
+        loop {
+            let handles = std::mem::take(&mut *lock(&inner.threads));
+            if handles.is_empty() {
+                break;
+            }
+            for h in handles {
+                // A host dropped from one of its own threads cannot join it;
+                // that thread sees `stop` and exits by itself.
+                if h.thread().id() != me {
+                    let _ = h.join();
+                }
+            }
+        }
+        for p in lock(&inner.sockets).drain(..) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn wake_for_registry(ch: &Channel) {
+    // Release: the registry change happened before; the service thread
+    // re-reads the registry under its mutex after seeing the flag.
+    ch.reconcile.store(true, Ordering::Release);
+    let _ = ch.driver_bell.ring();
+}
+
+impl HostInner {
+    /// Creates a channel for `req` and enters it in the registry.
+    fn attach(
+        self: &Arc<Self>,
+        req: &BindRequest,
+        conn: OwnedFd,
+    ) -> Result<(Service, BindResponse), SimError> {
+        let layout = ChannelLayout::from_request(req)?;
+        let len = layout.region_bytes() as usize;
+        let region = Region::create(&format!("isc-sim {}", Uid(req.uid)), len)?;
+        let base = region.ptr();
+        // SAFETY: the mapping is fresh, `len` bytes long, and no one else
+        // has it yet (its fd has not left this function): a unique slice
+        // over it is sound for the duration of `init`.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(base.as_ptr(), len) };
+        layout
+            .init(bytes)
+            .map_err(|_| SimError::Corrupt(Fault::Region("layout does not fit")))?;
+        let k2u_off = layout.k2u_offset() as usize;
+        // SAFETY: both rings lie within the mapping, which the Channel owns
+        // and keeps alive as long as the views (the views are dropped with
+        // or before it); the host makes exactly one Consumer for u2k and one
+        // Producer for k2u. Offsets are page multiples, so 64-aligned.
+        let (rx, tx) = unsafe {
+            (
+                Consumer::new(base, layout.u2k().ring_bytes() as usize)?,
+                Producer::new(base.add(k2u_off), layout.k2u().ring_bytes() as usize)?,
+            )
+        };
+        let ch = Arc::new(Channel {
+            uid: req.uid,
+            k2u_msz: layout.k2u().msz(),
+            layout,
+            k2u: Mutex::new(K2u {
+                producer: tx,
+                state: LinkState::Unbound,
+                generation: 0,
+                pending: VecDeque::new(),
+            }),
+            driver_bell: Doorbell::new()?,
+            user_bell: Doorbell::new()?,
+            completion_bell: Doorbell::new()?,
+            conn,
+            reconcile: AtomicBool::new(true),
+            faulted: AtomicBool::new(false),
+            fault: Mutex::new(None),
+            sync: Mutex::new(SyncState {
+                epoch: 0,
+                closed: false,
+            }),
+            synced: Condvar::new(),
+            counters: Arc::clone(&self.counters),
+            region,
+        });
+        let mut reg = lock(&self.registry);
+        if self.shutdown.load(Ordering::Acquire) {
+            return Err(SimError::Closed);
+        }
+        let entry = reg.entries.entry(req.uid).or_default();
+        if entry.channel.is_some() {
+            return Err(SimError::Busy { uid: Uid(req.uid) });
+        }
+        let bound = entry.driver.is_some();
+        entry.channel = Some(Arc::clone(&ch));
+        drop(reg);
+        Counters::add(&self.counters.channels, 1);
+        let resp = BindResponse {
+            region_size: len as u64,
+            u2k_offset: u64::from(layout.u2k_offset()),
+            k2u_offset: k2u_off as u64,
+            bound: u32::from(bound),
+            reserved: 0,
+        };
+        let msg = Message::new(layout.u2k().msz());
+        Ok((
+            Service {
+                host: Arc::clone(self),
+                ch,
+                rx,
+                msg,
+                current: None,
+                done: false,
+            },
+            resp,
+        ))
+    }
+
+    fn remove_channel(&self, ch: &Arc<Channel>) {
+        let mut reg = lock(&self.registry);
+        if let Some(entry) = reg.entries.get_mut(&ch.uid) {
+            if entry.channel.as_ref().is_some_and(|c| Arc::ptr_eq(c, ch)) {
+                entry.channel = None;
+                if entry.driver.is_none() {
+                    reg.entries.remove(&ch.uid);
+                }
+            }
+        }
+    }
+
+    /// The registration for `uid` and the registry epoch it was read at.
+    fn driver_for(&self, uid: u32) -> (Option<Registration>, u64) {
+        let reg = lock(&self.registry);
+        (
+            reg.entries.get(&uid).and_then(|e| e.driver.clone()),
+            reg.epoch,
+        )
+    }
+}
+
+fn spawn_service(inner: &Arc<HostInner>, service: Service) -> Result<(), SimError> {
+    let name = format!("isc-sim {}", Uid(service.ch.uid));
+    let h = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || service.run())?;
+    let mut threads = lock(&inner.threads);
+    threads.retain(|t| !t.is_finished());
+    threads.push(h);
+    Ok(())
+}
+
+fn accept_loop(inner: &Arc<HostInner>, sock: OwnedFd) {
+    loop {
+        let mut fds = [
+            PollFd::new(sock.as_fd(), PollFlags::POLLIN),
+            PollFd::new(inner.stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        if fired(&fds[1]) || inner.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        let conn = match accept4(sock.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+            // SAFETY: accept4 returned a new descriptor that nothing else owns.
+            Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+            Err(Errno::EINTR | Errno::ECONNABORTED | Errno::EAGAIN) => continue,
+            Err(_) => {
+                // Out of descriptors or memory: back off instead of spinning.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let host = Arc::clone(inner);
+        let spawned = std::thread::Builder::new()
+            .name("isc-sim conn".into())
+            .spawn(move || serve_connection(&host, conn));
+        if let Ok(h) = spawned {
+            let mut threads = lock(&inner.threads);
+            threads.retain(|t| !t.is_finished());
+            threads.push(h);
+        }
+    }
+}
+
+/// The handshake of one accepted connection, then its service loop.
+fn serve_connection(inner: &Arc<HostInner>, conn: OwnedFd) {
+    let mut fds = [
+        PollFd::new(conn.as_fd(), PollFlags::POLLIN),
+        PollFd::new(inner.stop.as_fd(), PollFlags::POLLIN),
+    ];
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match poll(&mut fds, poll_timeout(Some(left))) {
+            Ok(0) => return,
+            Ok(_) => break,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+    }
+    if fired(&fds[1]) {
+        return;
+    }
+    let mut buf = [0u8; 2 * wire::REQUEST_LEN];
+    let Ok(got) = wire::recv_msg(conn.as_fd(), &mut buf) else {
+        return;
+    };
+    if got.len == 0 && got.fds.is_empty() {
+        return; // closed before asking
+    }
+    // A client has no business sending descriptors: they are closed here
+    // (dropped) and the request refused.
+    let refuse = |errno: i32| {
+        let _ = wire::send_msg(conn.as_fd(), BindReply::refused(errno).as_bytes(), &[]);
+    };
+    if !got.fds.is_empty() || got.truncated {
+        drop(got.fds);
+        return refuse(errno::EINVAL);
+    }
+    let req = match wire::decode_bind_request(&buf[..got.len]) {
+        Ok(r) => r,
+        Err(_) => return refuse(errno::EINVAL),
+    };
+    let Ok(ch_conn) = conn.try_clone() else {
+        return refuse(EIO);
+    };
+    let (service, resp) = match inner.attach(&req, ch_conn) {
+        Ok(v) => v,
+        Err(e) => return refuse(refusal_errno(&e)),
+    };
+    match service.ch.user_fds() {
+        Ok(fds) => {
+            let borrowed = fds.each_ref().map(|f| f.as_fd());
+            // A failed send means the client is gone: the service loop sees
+            // the hang-up and tears the channel down.
+            let _ = wire::send_msg(conn.as_fd(), BindReply::ok(resp).as_bytes(), &borrowed);
+        }
+        Err(_) => refuse(EIO),
+    }
+    drop(conn);
+    service.run();
+}
+
+/// The errno a bind failure is reported with, as the device would.
+fn refusal_errno(e: &SimError) -> i32 {
+    match e {
+        SimError::Bind(b) => b.errno(),
+        SimError::Busy { .. } => errno::EBUSY,
+        SimError::Closed => errno::ENODEV,
+        SimError::Io(io) => io.raw_os_error().filter(|&n| n > 0).unwrap_or(EIO),
+        _ => EIO,
+    }
+}
+
+/// Why a service loop ended.
+enum Teardown {
+    UserGone,
+    Shutdown,
+    Fault(Fault),
+}
+
+/// The service thread of one channel: the driver side's `u2k` consumer.
+struct Service {
+    host: Arc<HostInner>,
+    ch: Arc<Channel>,
+    rx: Consumer,
+    msg: Message,
+    /// The driver this channel is bound to.
+    current: Option<Registration>,
+    done: bool,
+}
+
+impl Service {
+    fn run(mut self) {
+        IN_SERVICE.with(|f| f.set(true));
+        let host = Arc::clone(&self.host);
+        let why = self.serve(&host);
+        self.teardown(why);
+    }
+
+    fn serve(&mut self, host: &HostInner) -> Teardown {
+        loop {
+            if host.shutdown.load(Ordering::Acquire) {
+                return Teardown::Shutdown;
+            }
+            if let Some(f) = self.ch.take_fault() {
+                return Teardown::Fault(f);
+            }
+            if self.ch.reconcile.swap(false, Ordering::Acquire) {
+                self.reconcile(host);
+            }
+            let ctl_pending = self.ch.flush();
+            if let Err(f) = self.drain(host) {
+                return Teardown::Fault(f);
+            }
+            if self.spin(host) {
+                continue;
+            }
+            if !self.rx.prepare_wait() {
+                continue;
+            }
+            let armed = ctl_pending && self.ch.arm_space_wait();
+            let timeout = ctl_pending.then_some(CONTROL_RETRY);
+            let mut fds = [
+                PollFd::new(self.ch.driver_bell.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.ch.conn.as_fd(), PollFlags::POLLIN),
+                PollFd::new(host.stop.as_fd(), PollFlags::POLLIN),
+            ];
+            let r = poll(&mut fds, poll_timeout(timeout));
+            self.rx.finish_wait();
+            if armed {
+                self.ch.disarm_space_wait();
+            }
+            match r {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(_) => return Teardown::UserGone,
+            }
+            if fired(&fds[2]) {
+                return Teardown::Shutdown;
+            }
+            if fired(&fds[1]) {
+                // Hang-up, or bytes after the handshake: either way the user
+                // is done with this channel.
+                return Teardown::UserGone;
+            }
+            if fired(&fds[0]) {
+                let _ = self.ch.driver_bell.drain_guarded();
+            }
+        }
+    }
+
+    /// Spins up to the host's spin time, looking for work; true if found.
+    fn spin(&mut self, host: &HostInner) -> bool {
+        if host.spin.is_zero() {
+            return false;
+        }
+        let start = Instant::now();
+        loop {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+            // Relaxed: these only decide whether to loop again; the loop
+            // re-reads each with the proper ordering.
+            if !matches!(self.rx.pending(), Ok(0))
+                || self.ch.reconcile.load(Ordering::Relaxed)
+                || self.ch.faulted.load(Ordering::Relaxed)
+                || host.shutdown.load(Ordering::Relaxed)
+            {
+                return true;
+            }
+            if start.elapsed() >= host.spin {
+                return false;
+            }
+        }
+    }
+
+    /// Brings the binding in line with the registry: unbinds from a driver
+    /// that left, binds to one that arrived.
+    fn reconcile(&mut self, host: &HostInner) {
+        let (want, epoch) = host.driver_for(self.ch.uid);
+        let cur = self.current.as_ref().map(|r| r.id);
+        if cur != want.as_ref().map(|r| r.id) {
+            if let Some(old) = self.current.take() {
+                self.ch
+                    .control(slot_flags::KIND_UNBOUND, LinkState::Unbound);
+                old.ops.unbind();
+            }
+            if let Some(new) = want {
+                let generation = self.ch.control(slot_flags::KIND_BOUND, LinkState::Bound);
+                let handle = Handle {
+                    ch: Arc::clone(&self.ch),
+                    generation,
+                };
+                self.current = Some(new.clone());
+                new.ops.bound(handle);
+            }
+        }
+        self.ch.mark_synced(epoch);
+    }
+
+    /// Drains `u2k`: each message is copied to the bounce buffer, handed to
+    /// the driver (or refused with `-ENODEV` if none is bound), and its
+    /// reply and rc written back in place.
+    fn drain(&mut self, host: &HostInner) -> Result<(), Fault> {
+        let mut batch = 0;
+        loop {
+            let Self {
+                ch,
+                rx,
+                msg,
+                current,
+                ..
+            } = self;
+            let inc = match rx.peek() {
+                Ok(Some(inc)) => inc,
+                Ok(None) => break,
+                Err(RingError::Corrupt(c)) => return Err(c.into()),
+                Err(e) => return Err(Fault::Attach(e)),
+            };
+            let (seq, flags) = (inc.seq(), inc.flags());
+            if flags != slot_flags::KIND_MSG {
+                return Err(Fault::SlotFlags { seq, flags });
+            }
+            msg.len = inc.read(&mut msg.buf);
+            msg.dirty = false;
+            match current {
+                Some(reg) => {
+                    let rc = reg.ops.got(msg);
+                    if msg.dirty {
+                        // Cannot fail: `msg.len` is at most `msz`.
+                        let _ = inc.complete(rc, &msg.buf[..msg.len]);
+                    } else {
+                        inc.complete_rc(rc);
+                    }
+                    Counters::add(&host.counters.messages, 1);
+                }
+                None => {
+                    let _ = inc.complete(-errno::ENODEV, &[]);
+                    mark_not_delivered(ch, seq);
+                    Counters::add(&host.counters.not_delivered, 1);
+                }
+            }
+            batch += 1;
+            if batch == RELEASE_BATCH {
+                batch = 0;
+                self.release();
+            }
+        }
+        self.release();
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        if self.rx.release().is_needed() {
+            let _ = self.ch.completion_bell.ring_guarded();
+        }
+    }
+
+    fn teardown(&mut self, why: Teardown) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if let Teardown::Fault(f) = why {
+            lock(&self.ch.fault).get_or_insert(f);
+            Counters::add(&self.host.counters.corrupt, 1);
+        }
+        if self.current.is_some() {
+            self.ch.control(slot_flags::KIND_UNBOUND, LinkState::Closed);
+        } else {
+            lock(&self.ch.k2u).state = LinkState::Closed;
+        }
+        // The user learns the channel is gone before the driver's unbind,
+        // as a closing device file would make it.
+        let _ = shutdown(self.ch.conn.as_raw_fd(), Shutdown::Both);
+        if let Some(old) = self.current.take() {
+            old.ops.unbind();
+        }
+        self.host.remove_channel(&self.ch);
+        // Statistics only, see `Counters::add`.
+        self.host.counters.channels.fetch_sub(1, Ordering::Relaxed);
+        self.ch.mark_closed();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if !self.done {
+            // Only reached if a driver callback panicked: close the channel
+            // so the user is not left waiting, without calling back into the
+            // driver.
+            self.done = true;
+            lock(&self.ch.k2u).state = LinkState::Closed;
+            let _ = shutdown(self.ch.conn.as_raw_fd(), Shutdown::Both);
+            self.host.remove_channel(&self.ch);
+            self.host.counters.channels.fetch_sub(1, Ordering::Relaxed);
+            self.ch.mark_closed();
+        }
+    }
+}
+
+/// Sets `NOT_DELIVERED` on a completed, not yet released `u2k` slot.
+///
+/// `Incoming::complete` writes `flags | COMPLETED`; the extra bit is stored
+/// afterwards, before the release that hands the slot back.
+fn mark_not_delivered(ch: &Channel, seq: u32) {
+    let cfg: RingConfig = ch.layout.u2k();
+    let idx = (seq & (cfg.slot_count() - 1)) as usize;
+    let off = SLOTS_OFFSET as usize
+        + idx * cfg.slot_stride() as usize
+        + core::mem::offset_of!(SlotHeader, flags);
+    if off + 4 > cfg.ring_bytes() as usize {
+        return;
+    }
+    // SAFETY: `off` lies within the u2k ring (checked above against the
+    // geometry the host itself chose, never against shared bytes), the ring
+    // starts page-aligned and `off` is a multiple of 4, and the mapping is
+    // owned by `ch`. The slot belongs to this consumer until the next
+    // release; the user may write it anyway, which an atomic store tolerates.
+    let word = unsafe { AtomicU32::from_ptr(ch.region.ptr().as_ptr().add(off).cast::<u32>()) };
+    // Relaxed: published by the Release store of `tail` in the next release.
+    word.store(
+        slot_flags::KIND_MSG | slot_flags::COMPLETED | slot_flags::NOT_DELIVERED,
+        Ordering::Relaxed,
+    );
+}
