@@ -1,0 +1,209 @@
+//! Developer tasks of the ISC workspace, run as `cargo xtask <task>`.
+//!
+//! `vm-test`: builds the kernel module for every Debian cloud kernel
+//! installed here (6.1 and 6.12), builds the device test binaries on the
+//! host, packs them with busybox into an initramfs, boots each kernel under
+//! qemu (TCG), loads the module and runs the tests in the guest, then
+//! reports per kernel and in total. The last line printed is always
+//! `N passed, N failed`.
+
+mod cargo;
+mod init_script;
+mod initramfs;
+mod kernels;
+mod modules;
+mod payload;
+mod prereq;
+mod qemu;
+mod report;
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: cargo xtask vm-test [--kernel SERIES]... [--timeout SECS] [--verbose]
+
+  --kernel SERIES   only boot this kernel series (6.1 or 6.12); repeatable
+  --timeout SECS    limit for one guest run, boot to power-off (default 240)
+  --verbose         echo the guest's serial console while it runs";
+
+/// Options of `vm-test`.
+#[derive(Debug)]
+pub struct VmTestOptions {
+    /// Kernel series to run (empty: all known).
+    pub kernels: Vec<String>,
+    /// Limit for one guest run.
+    pub timeout: Duration,
+    /// Echo the console live.
+    pub verbose: bool,
+}
+
+fn parse_vm_test(mut args: impl Iterator<Item = String>) -> Result<VmTestOptions> {
+    let mut opts = VmTestOptions {
+        kernels: Vec::new(),
+        timeout: Duration::from_secs(240),
+        verbose: false,
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--kernel" => {
+                let k = args.next().context("--kernel needs a series")?;
+                if !kernels::SERIES.contains(&k.as_str()) {
+                    bail!("unknown kernel series {k:?} (known: {:?})", kernels::SERIES);
+                }
+                opts.kernels.push(k);
+            }
+            "--timeout" => {
+                let s = args.next().context("--timeout needs seconds")?;
+                let secs: u64 = s.parse().with_context(|| format!("bad --timeout {s:?}"))?;
+                opts.timeout = Duration::from_secs(secs);
+            }
+            "--verbose" | "-v" => opts.verbose = true,
+            other => bail!("unknown option {other:?}\n{USAGE}"),
+        }
+    }
+    Ok(opts)
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let result = match args.next().as_deref() {
+        Some("vm-test") => parse_vm_test(args).and_then(|o| vm_test(&o)),
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(true)
+        }
+        other => Err(anyhow::anyhow!(
+            "unknown task {:?}\n{USAGE}",
+            other.unwrap_or("")
+        )),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            println!("0 passed, 1 failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+/// Runs `vm-test`; `Ok(true)` when everything passed.
+fn vm_test(opts: &VmTestOptions) -> Result<bool> {
+    let started = Instant::now();
+    let root = workspace_root();
+    prereq::check_tools()?;
+    let found = kernels::discover(&opts.kernels);
+    let mut missing = Vec::new();
+    for (series, k) in &found {
+        if k.is_none() {
+            missing.push(series.clone());
+        }
+    }
+    if found.iter().all(|(_, k)| k.is_none()) {
+        bail!(
+            "{}",
+            prereq::missing_message("no Debian cloud kernel with headers found")
+        );
+    }
+    for series in &missing {
+        println!(
+            "{}",
+            prereq::missing_message(&format!("kernel {series} (image or headers) not installed"))
+        );
+    }
+
+    let meta = cargo::Metadata::load(&root)?;
+    let work = meta.target_dir.join("xtask");
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+
+    println!("== building the guest payload on the host");
+    let mut notes = Vec::new();
+    let programs = payload::build_all(&root, &meta, &work, &mut notes)?;
+    for n in &notes {
+        println!("   note: {n}");
+    }
+    for p in &programs {
+        println!("   {} <- {}", p.name, p.host_path.display());
+    }
+
+    let mut summaries = Vec::new();
+    for (series, kernel) in &found {
+        let Some(kernel) = kernel else {
+            summaries.push(report::KernelSummary::missing(series));
+            continue;
+        };
+        let t0 = Instant::now();
+        println!("== kernel {} ({})", series, kernel.release);
+        let summary = match run_kernel(&root, &work, kernel, &programs, opts) {
+            Ok(s) => s,
+            Err(e) => {
+                println!("   error: {e:#}");
+                report::KernelSummary::error(series, &kernel.release, &format!("{e:#}"))
+            }
+        };
+        let summary = summary.with_runtime(t0.elapsed());
+        summary.print();
+        summaries.push(summary);
+    }
+
+    println!("== summary ({:.0?} in total)", started.elapsed());
+    let (mut passed, mut failed) = (0, 0);
+    for s in &summaries {
+        println!("   {}", s.one_line());
+        passed += s.passed;
+        failed += s.failed;
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0)
+}
+
+/// Builds the modules for `kernel`, packs the initramfs, boots, parses.
+fn run_kernel(
+    root: &std::path::Path,
+    work: &std::path::Path,
+    kernel: &kernels::Kernel,
+    programs: &[payload::GuestProgram],
+    opts: &VmTestOptions,
+) -> Result<report::KernelSummary> {
+    let kdir = work.join(&kernel.release);
+    let mods = modules::build(root, &kernel.headers, &kdir)?;
+    println!("   modules: {}", mods.describe());
+    let initrd = kdir.join("initramfs.cpio.gz");
+    let script = init_script::render(&mods, programs, opts.timeout);
+    initramfs::pack(&kdir.join("root"), &mods, programs, &script, &initrd)?;
+    let log_path = kdir.join("console.log");
+    let run = qemu::boot(
+        &kernel.image,
+        &initrd,
+        opts.timeout,
+        opts.verbose,
+        &log_path,
+    )?;
+    println!(
+        "   guest ran {:.1?}{}; console log: {}",
+        run.elapsed,
+        if run.timed_out {
+            " (TIMED OUT, killed)"
+        } else {
+            ""
+        },
+        log_path.display()
+    );
+    Ok(report::parse(
+        &kernel.series,
+        &kernel.release,
+        &run,
+        &mods,
+        programs,
+    ))
+}
