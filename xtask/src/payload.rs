@@ -200,9 +200,10 @@ fn build_cargo(
         Select::Example(n) => ("example", Some(n)),
     };
     let Some(available) = meta.targets(package, kind) else {
-        notes.push(format!(
-            "skipped package {package}: not in the workspace yet"
-        ));
+        let note = format!("skipped package {package}: not in the workspace yet");
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
         return Ok(Vec::new());
     };
     let names: Vec<String> = match wanted {

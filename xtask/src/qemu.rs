@@ -96,11 +96,50 @@ fn forward_lines(from: impl std::io::Read, to: &mpsc::Sender<String>, prefix: &s
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let line = String::from_utf8_lossy(&buf);
-                let line = line.trim_end_matches(['\n', '\r']).replace('\r', "");
+                let line = printable(line.trim_end_matches(['\n', '\r']));
                 if to.send(format!("{prefix}{line}")).is_err() {
                     return;
                 }
             }
         }
+    }
+}
+
+/// Drops terminal escape sequences (the firmware clears the screen) and
+/// other control characters from a console line.
+fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters final-byte; other escapes: ESC + one char.
+            if chars.next_if_eq(&'[').is_some() {
+                for p in chars.by_ref() {
+                    if ('@'..='~').contains(&p) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else if !c.is_control() || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_are_dropped() {
+        assert_eq!(
+            printable("\x1bc\x1b[?7l\x1b[2J@@ISC-BOOT 6.1"),
+            "@@ISC-BOOT 6.1"
+        );
+        assert_eq!(printable("a\rb\tc"), "ab\tc");
+        assert_eq!(printable("plain [1.0] text"), "plain [1.0] text");
     }
 }
