@@ -289,12 +289,16 @@ static u32 isc_other_kind(u32 kind)
 	return kind == ISC_SLOT_KIND_BOUND ? ISC_SLOT_KIND_UNBOUND : ISC_SLOT_KIND_BOUND;
 }
 
-/* Writes pending control messages while there is room; true if any was written. */
-static bool isc_flush_ctrl_locked(struct isc_handle *ch)
+/* The k2u flags word, shared with the user, which updates it atomically too. */
+static atomic_t *isc_k2u_flags(struct isc_handle *ch)
+{
+	return (atomic_t *)&ch->k2u.hdr->flags.value;
+}
+
+static bool isc_write_ctrl_locked(struct isc_handle *ch)
 {
 	bool wrote = false;
 
-	lockdep_assert_held(&ch->post_lock);
 	while (ch->ctrl_count && !ch->closed && !isc_is_corrupt(ch)) {
 		if (isc_k2u_write_locked(ch, ch->ctrl_first, NULL, 0))
 			break;
@@ -303,6 +307,36 @@ static bool isc_flush_ctrl_locked(struct isc_handle *ch)
 		ch->ctrl_count--;
 		wrote = true;
 	}
+	return wrote;
+}
+
+/*
+ * Writes pending control messages while there is room; true if any was
+ * written (the caller publishes). While some remain because k2u is full,
+ * PRODUCER_WAITING is set in k2u's flags: the user's release of k2u slots
+ * then reports that a wake-up is needed, and the user calls KICK, which
+ * flushes them. As in isc-ring's Producer::prepare_wait: set the flag,
+ * full barrier, re-check the ring (pairs with the user's barrier between
+ * storing tail and reading the flags), so a release racing with the flag
+ * is never missed.
+ */
+static bool isc_flush_ctrl_locked(struct isc_handle *ch)
+{
+	bool wrote;
+
+	lockdep_assert_held(&ch->post_lock);
+	if (!ch->ctrl_count)
+		return false;
+	wrote = isc_write_ctrl_locked(ch);
+	if (ch->ctrl_count && !ch->closed && !isc_is_corrupt(ch)) {
+		atomic_or(ISC_PRODUCER_WAITING, isc_k2u_flags(ch));
+		smp_mb__after_atomic();
+		wrote |= isc_write_ctrl_locked(ch);
+	}
+	/* Only the kernel produces into k2u: only it sets this flag there. */
+	if (!ch->ctrl_count && !ch->closed &&
+	    (READ_ONCE(ch->k2u.hdr->flags.value) & ISC_PRODUCER_WAITING))
+		atomic_andnot(ISC_PRODUCER_WAITING, isc_k2u_flags(ch));
 	return wrote;
 }
 
@@ -440,8 +474,11 @@ static void isc_connect(struct isc_handle *ch, struct isc_drv *drv)
 	lockdep_assert_held(&isc_lock);
 	drv->chan = ch;
 	ch->link = drv;
-	/* From NULL to drv: nothing to wait for, KICK picks it up on its next message. */
-	WRITE_ONCE(ch->got_drv, drv);
+	/*
+	 * From NULL to drv: nothing to wait for, KICK picks it up on its next
+	 * message. Release: the driver's state is visible to that got() call.
+	 */
+	smp_store_release(&ch->got_drv, drv);
 
 	spin_lock_irqsave(&ch->post_lock, fl);
 	ch->connected = true;
@@ -746,7 +783,8 @@ static long isc_kick(struct isc_handle *ch)
 			ret = -EIO;
 			break;
 		}
-		drv = READ_ONCE(ch->got_drv);
+		/* Pairs with the release store in isc_connect(). */
+		drv = smp_load_acquire(&ch->got_drv);
 		if (drv) {
 			u32 rlen = len;
 
@@ -837,9 +875,12 @@ static __poll_t isc_poll(struct file *file, poll_table *wait)
 		return 0;
 	if (isc_is_corrupt(ch))
 		return EPOLLERR | EPOLLHUP;
-	/* Control messages that found k2u full go out as soon as it has room. */
-	isc_flush_ctrl(ch);
-	if (READ_ONCE(ch->k2u_head) != READ_ONCE(ch->k2u.hdr->tail.value))
+	/*
+	 * Readable: unread k2u slots, or control messages waiting for room
+	 * (they go out on the next KICK or post). Nothing is changed here.
+	 */
+	if (READ_ONCE(ch->k2u_head) != READ_ONCE(ch->k2u.hdr->tail.value) ||
+	    READ_ONCE(ch->ctrl_count))
 		mask |= EPOLLIN | EPOLLRDNORM;
 	return mask;
 }

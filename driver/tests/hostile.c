@@ -217,8 +217,8 @@ static long call(struct chan *c, const void *msg, uint32_t len, int32_t *rc, voi
 	return n;
 }
 
-/* Next unread k2u message, if any: copies it and releases the slot. */
-static int recv_k2u(struct chan *c, uint32_t *flags, void *buf, uint32_t *len)
+/* Next unread k2u message, if any: copies it and releases the slot (no wake-up). */
+static int recv_k2u_raw(struct chan *c, uint32_t *flags, void *buf, uint32_t *len)
 {
 	uint32_t head = __atomic_load_n(&c->k2u.hdr->head.value, __ATOMIC_ACQUIRE);
 	struct isc_slot_header *s;
@@ -237,6 +237,25 @@ static int recv_k2u(struct chan *c, uint32_t *flags, void *buf, uint32_t *len)
 	c->k2u_tail++;
 	__atomic_store_n(&c->k2u.hdr->tail.value, c->k2u_tail, __ATOMIC_RELEASE);
 	return 1;
+}
+
+/*
+ * As recv_k2u_raw, then the consumer's side of the wake-up protocol: after
+ * releasing, a full fence, and if the kernel asked for it (PRODUCER_WAITING:
+ * it holds control messages for lack of room), clear it and KICK.
+ */
+static int recv_k2u(struct chan *c, uint32_t *flags, void *buf, uint32_t *len)
+{
+	int r = recv_k2u_raw(c, flags, buf, len);
+
+	if (r == 1) {
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&c->k2u.hdr->flags.value, __ATOMIC_RELAXED) & ISC_PRODUCER_WAITING) {
+			__atomic_fetch_and(&c->k2u.hdr->flags.value, ~ISC_PRODUCER_WAITING, __ATOMIC_RELAXED);
+			ioctl(c->fd, ISC_IOC_KICK);
+		}
+	}
+	return r;
 }
 
 static short poll_fd(int fd, int timeout_ms)
@@ -438,13 +457,13 @@ static void test_bind_and_mmap(void)
 }
 
 /* Opens a fresh channel on uid, scribbles with fn, expects KICK -EIO and poll ERR|HUP. */
-static void scribble_case(const char *name, void (*fn)(struct chan *))
+static void scribble_case_on(uint32_t uid, const char *name, void (*fn)(struct chan *))
 {
 	struct chan c;
 	char label[96];
 	long n;
 	short ev;
-	int err = chan_open(&c, req(UID("hsc0"), 32, 4, 32, 4));
+	int err = chan_open(&c, req(uid, 32, 4, 32, 4));
 
 	snprintf(label, sizeof(label), "scribble_%s_bind", name);
 	check(err == 0, label, "errno %d", err);
@@ -461,6 +480,12 @@ static void scribble_case(const char *name, void (*fn)(struct chan *))
 	snprintf(label, sizeof(label), "scribble_%s_poll_err", name);
 	check((ev & (POLLERR | POLLHUP)) == (POLLERR | POLLHUP), label, "revents %#x", ev);
 	chan_close(&c);
+}
+
+/* On a channel with no driver (messages complete as not delivered). */
+static void scribble_case(const char *name, void (*fn)(struct chan *))
+{
+	scribble_case_on(UID("hsc0"), name, fn);
 }
 
 static void s_head_far(struct chan *c)
@@ -907,22 +932,37 @@ static void test_reload(const char *ko)
 	if (fd >= 0)
 		close(fd);
 	{
-		uint32_t kinds[4] = { 9, 9, 9, 9 }, len;
+		uint32_t kinds[3] = { 9, 9, 9 }, len, fl = d.k2u.hdr->flags.value;
+		short ev;
 		int i;
 
-		for (i = 0; i < 3; i++) {
+		check((fl & ISC_PRODUCER_WAITING) && d.k2u.hdr->head.value == 1, "ctrl_pending_sets_producer_waiting",
+		      "flags %#x head %u", fl, d.k2u.hdr->head.value);
+		/* Release the slot without the wake-up: poll reports the pending message, changes nothing. */
+		r = recv_k2u_raw(&d, &flags, NULL, &len);
+		kinds[0] = r == 1 ? (flags & ISC_SLOT_KIND_MASK) : 99;
+		ev = poll_fd(d.fd, 0);
+		check(ev == POLLIN && d.k2u.hdr->head.value == 1, "poll_reports_pending_ctrl", "revents %#x head %u", ev,
+		      d.k2u.hdr->head.value);
+		/* The KICK is the doorbell: it writes the next pending message. */
+		n = ioctl(d.fd, ISC_IOC_KICK);
+		check(n == 0 && d.k2u.hdr->head.value == 2, "kick_flushes_pending_ctrl", "n %ld head %u", n,
+		      d.k2u.hdr->head.value);
+		for (i = 1; i < 3; i++) {
 			int got = 0, tries;
 
 			for (tries = 0; tries < 30 && got != 1; tries++) {
 				got = recv_k2u(&d, &flags, NULL, &len);
 				if (got != 1)
-					poll_fd(d.fd, 100);
+					usleep(100000);
 			}
 			kinds[i] = got == 1 ? (flags & ISC_SLOT_KIND_MASK) : 99;
 		}
 		check(kinds[0] == ISC_SLOT_KIND_BOUND && kinds[1] == ISC_SLOT_KIND_UNBOUND &&
 			      kinds[2] == ISC_SLOT_KIND_BOUND,
 		      "ctrl_pending_in_order", "kinds %u %u %u", kinds[0], kinds[1], kinds[2]);
+		fl = d.k2u.hdr->flags.value;
+		check(!(fl & ISC_PRODUCER_WAITING), "producer_waiting_cleared", "flags %#x", fl);
 	}
 	chan_close(&d);
 }
@@ -957,6 +997,12 @@ int main(int argc, char **argv)
 	scribble_case("len_huge", s_len_huge);
 	scribble_case("seq", s_seq);
 	scribble_case("second_slot", s_second_slot);
+	/* The same on the sample's channel, where messages reach a driver. */
+	scribble_case_on(SAM0, "bound_head_far", s_head_far);
+	scribble_case_on(SAM0, "bound_len", s_len);
+	scribble_case_on(SAM0, "bound_len_huge", s_len_huge);
+	scribble_case_on(SAM0, "bound_seq", s_seq);
+	scribble_case_on(SAM0, "bound_second_slot", s_second_slot);
 	test_scribble_info();
 	test_tail_rewrite();
 	test_many_fds();
