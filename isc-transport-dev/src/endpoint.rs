@@ -58,13 +58,14 @@ impl DevShared {
         }
     }
 
-    /// Waits until the kernel has posted into `k2u` (`poll` for `POLLIN`),
-    /// at most `timeout` (`None`: forever). Returns `true` if there is
-    /// something to consume, `false` on timeout.
+    /// Polls the descriptor for `POLLIN`, at most `timeout` (`None`:
+    /// forever): `true` if it became readable, `false` on timeout.
     ///
-    /// The device reports readable while `k2u` holds slots the consumer has
-    /// not [released](Consumer::release): release what you consumed before
-    /// waiting again, or this returns at once.
+    /// Readable means `k2u` holds slots the consumer has not
+    /// [released](Consumer::release), **or** the kernel holds control
+    /// messages waiting for room in `k2u`; those are written on the next
+    /// KICK. Prefer [`DevEndpoint::wait_posts`] (or the same method of the
+    /// split consumer), which releases, kicks when needed and re-checks.
     pub fn wait_posts(&self, timeout: Option<Duration>) -> Result<bool> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -134,6 +135,56 @@ impl<T> Attached<T> {
     /// [`DevShared::wait_posts`].
     pub fn shared(&self) -> &Arc<DevShared> {
         &self.shared
+    }
+}
+
+impl Attached<Consumer> {
+    /// See [`DevEndpoint::release_posts`].
+    pub fn release_posts(&mut self) -> Result<()> {
+        release_k2u(&mut self.view, &self.shared)
+    }
+
+    /// See [`DevEndpoint::wait_posts`].
+    pub fn wait_posts(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        wait_k2u(&mut self.view, &self.shared, timeout)
+    }
+}
+
+/// Releases consumed `k2u` slots; if the kernel asked to be told (it holds
+/// control messages waiting for room), kicks it so it writes them.
+fn release_k2u(rx: &mut Consumer, shared: &DevShared) -> Result<()> {
+    if rx.release().is_needed() {
+        shared.kick()?;
+    }
+    Ok(())
+}
+
+/// Waits until `rx` has a message to consume; see [`DevEndpoint::wait_posts`].
+fn wait_k2u(rx: &mut Consumer, shared: &DevShared, timeout: Option<Duration>) -> Result<bool> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    release_k2u(rx, shared)?;
+    loop {
+        if rx.pending()? > 0 {
+            return Ok(true);
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if !shared.wait_posts(left)? {
+            return Ok(false);
+        }
+        if rx.pending()? > 0 {
+            return Ok(true);
+        }
+        // Readable with nothing in the ring: control messages wait for
+        // room; a KICK writes them (and drains u2k, which is harmless).
+        shared.kick()?;
+        if rx.pending()? > 0 {
+            return Ok(true);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(false);
+        }
+        // Still nothing: don't spin on a descriptor that stays readable.
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -292,9 +343,26 @@ impl DevEndpoint {
         self.shared.kick()
     }
 
-    /// See [`DevShared::wait_posts`].
-    pub fn wait_posts(&self, timeout: Option<Duration>) -> Result<bool> {
-        self.shared.wait_posts(timeout)
+    /// Waits until `k2u` has a message to consume (a post or a control
+    /// message), at most `timeout` (`None`: forever); `true` if there is
+    /// one, `false` on timeout.
+    ///
+    /// Releases consumed slots first ([`DevEndpoint::release_posts`]), then
+    /// polls the descriptor; if the device is readable but the ring is
+    /// empty, the kernel is holding control messages for want of room, and
+    /// a KICK makes it write them.
+    pub fn wait_posts(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        wait_k2u(&mut self.rx, &self.shared, timeout)
+    }
+
+    /// Hands consumed `k2u` slots back to the kernel
+    /// ([`Consumer::release`]) and, if the kernel asked to be told (its
+    /// control messages wait for room in `k2u`), kicks it. Use this rather
+    /// than `release` alone, or act on its [`NeedsWake`](isc_ring::NeedsWake)
+    /// with [`DevEndpoint::kick`]: a `BOUND`/`UNBOUND` message stuck behind
+    /// a full ring is written only on a KICK.
+    pub fn release_posts(&mut self) -> Result<()> {
+        release_k2u(&mut self.rx, &self.shared)
     }
 
     /// Splits the endpoint into its `u2k` producer, its `k2u` consumer and
@@ -576,6 +644,39 @@ mod tests {
         assert_eq!(rx.shared().wait_posts(Some(Duration::ZERO)), Ok(true));
         // KICK on something that is not the device.
         assert_eq!(rx.shared().kick(), Err(DevError::AbiMismatch));
+    }
+
+    #[test]
+    fn release_kicks_when_the_kernel_waits_for_room() {
+        let layout = ChannelLayout::from_request(&req((16, 2), (16, 2))).unwrap();
+        let (file, path) = region_file(&layout, "wake");
+        let mut ep = DevEndpoint::attach(file, &path, layout, &good_response(&layout, 0)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        // Play the kernel as the producer of k2u.
+        let base = NonNull::new(ep.shared().map.as_mut_ptr()).unwrap();
+        // SAFETY: the mapping lives as long as `ep`, which outlives this
+        // view; the test is k2u's only producer.
+        let mut kernel = unsafe {
+            Producer::new(
+                base.add(layout.k2u_offset() as usize),
+                layout.k2u().ring_bytes() as usize,
+            )
+        }
+        .unwrap();
+        kernel.push(b"one", 0).unwrap();
+        kernel.push(b"two", 0).unwrap();
+        let _ = kernel.publish();
+        // Something is there: no poll, no kick.
+        assert_eq!(ep.wait_posts(Some(Duration::ZERO)), Ok(true));
+        // Full, and the kernel has more: it asks to be told about room.
+        assert!(kernel.prepare_wait());
+        ep.consumer().peek().unwrap().unwrap().complete_rc(0);
+        // The release needs a wake-up, i.e. a KICK, which this regular
+        // file refuses: proof that it was issued.
+        assert_eq!(ep.release_posts(), Err(DevError::AbiMismatch));
+        // Without a request, releasing needs no kick.
+        ep.consumer().peek().unwrap().unwrap().complete_rc(0);
+        assert_eq!(ep.release_posts(), Ok(()));
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub enum DevError {
         /// The value the request implies.
         expected: u64,
     },
-    /// A ring in the mapped region failed validation at attach time.
+    /// A ring in the mapped region failed validation at attach time, or
+    /// the kernel's side of a ring became inconsistent later.
     #[error("shared ring rejected: {0}")]
     Ring(#[from] RingError),
     /// The device found the channel corrupt (`EIO`, or `POLLERR` on poll);

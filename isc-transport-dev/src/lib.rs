@@ -9,8 +9,11 @@
 //! returns, the kicked messages are completed** (rc and in-place reply
 //! written, slots released), so the device needs no completion doorbell.
 //! Posts from the driver arrive in `k2u`; the descriptor polls readable
-//! while there are some ([`DevShared::wait_posts`], or [`AsFd`] for an
-//! event loop).
+//! while there are some ([`DevEndpoint::wait_posts`], or [`AsFd`] for an
+//! event loop). Consumed `k2u` slots go back with
+//! [`DevEndpoint::release_posts`], which also kicks the kernel when it asks
+//! for it: a `BOUND`/`UNBOUND` control message that found `k2u` full waits
+//! in the kernel until a KICK after the user made room.
 //!
 //! The API mirrors the simulated transport's user endpoint: `bind`,
 //! `bound_at_bind`, the two ring views, `kick`, `wait_posts` and `AsFd`, so

@@ -119,7 +119,7 @@ fn next_k2u(ep: &mut DevEndpoint, within: Duration) -> Option<(u32, Vec<u8>)> {
             msg.read(&mut buf);
             let flags = msg.flags();
             msg.complete_rc(0);
-            let _ = ep.consumer().release();
+            ep.release_posts().expect("release k2u");
             return Some((flags, buf));
         }
         let left = deadline.checked_duration_since(Instant::now())?;

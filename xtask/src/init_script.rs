@@ -52,7 +52,14 @@ mount -t tmpfs tmpfs /tmp
     let _ = writeln!(s, "LIMIT={limit}");
     s.push_str(
         r#"check() { n=$1; shift; if "$@"; then echo "@@ISC-CHECK $n pass"; else echo "@@ISC-CHECK $n fail"; fi; }
-run() { n=$1; shift; echo "@@ISC-BEGIN $n"; timeout "$LIMIT" "$@"; rc=$?; echo; echo "@@ISC-END $n $rc"; }
+run() {
+    n=$1; shift
+    echo "@@ISC-BEGIN $n"
+    timeout "$LIMIT" "$@"; rc=$?
+    echo
+    echo "@@ISC-END $n $rc"
+    if [ "$rc" -eq 0 ]; then echo "@@ISC-RESULT $n pass"; else echo "@@ISC-RESULT $n fail"; fi
+}
 echo "@@ISC-BOOT $(uname -r)"
 echo "isc vm-test: loading modules" > /dev/kmsg
 "#,

@@ -26,7 +26,7 @@ const USAGE: &str = "\
 usage: cargo xtask vm-test [--kernel SERIES]... [--timeout SECS] [--verbose]
 
   --kernel SERIES   only boot this kernel series (6.1 or 6.12); repeatable
-  --timeout SECS    limit for one guest run, boot to power-off (default 240)
+  --timeout SECS    limit for one guest run, boot to power-off (default 180)
   --verbose         echo the guest's serial console while it runs";
 
 /// Options of `vm-test`.
@@ -43,7 +43,7 @@ pub struct VmTestOptions {
 fn parse_vm_test(mut args: impl Iterator<Item = String>) -> Result<VmTestOptions> {
     let mut opts = VmTestOptions {
         kernels: Vec::new(),
-        timeout: Duration::from_secs(240),
+        timeout: Duration::from_secs(180),
         verbose: false,
     };
     while let Some(arg) = args.next() {

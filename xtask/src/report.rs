@@ -1,4 +1,13 @@
 //! Reading the guest's console: markers, test summaries, the kernel log.
+//!
+//! The guest brackets each program's output with `@@ISC-BEGIN <name>` and
+//! `@@ISC-END <name> <exit status>`, followed by `@@ISC-RESULT <name>
+//! pass|fail` (by exit status, for other readers); infrastructure steps print
+//! `@@ISC-CHECK <name> pass|fail`; the kernel log comes between
+//! `@@ISC-DMESG-BEGIN` and `@@ISC-DMESG-END`, and `@@ISC-DONE` ends the run.
+//! Passes and failures are counted here from the programs' own output
+//! (libtest summaries, the C test's `ok`/`FAIL` lines), so a crashed or
+//! silent program is a failure even if it exited 0.
 
 use crate::modules::Modules;
 use crate::payload::{GuestProgram, Kind};
