@@ -1,0 +1,573 @@
+//! The conformance suite: one set of tests, written against the facade,
+//! that every transport must pass.
+//!
+//! By default it runs on the simulated transport, with the conformance test
+//! driver (`isc::testdrv`) hosted in this process. With `ISC_TRANSPORT=dev`
+//! it runs unchanged against `/dev/isc`, where the kernel module
+//! `isc_testdrv.ko` speaks the same control protocol.
+//!
+//! Each test uses its own UID, so the tests can run in parallel.
+
+use isc::testdrv::{self, Control};
+use isc::{Channel, ChannelHandle, Error, Event, FnListener, Listener, Transport, Uid};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The transport under test and the control channel of its test driver.
+struct Harness {
+    transport: Transport,
+    control: Control,
+    /// The in-process test driver (sim only); kept for the whole run.
+    _driver: Option<testdrv::TestDriver>,
+}
+
+fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let (transport, driver) = match std::env::var("ISC_TRANSPORT").as_deref() {
+            Ok("dev") | Ok("device") => (Transport::device(), None),
+            _ => {
+                let host = Arc::new(isc::sim::SimHost::new().expect("start a simulated host"));
+                let driver = testdrv::start(&host).expect("start the test driver");
+                (Transport::sim(&host), Some(driver))
+            }
+        };
+        let control =
+            Control::open(transport.clone()).expect("open the test driver's control channel");
+        Harness {
+            transport,
+            control,
+            _driver: driver,
+        }
+    })
+}
+
+fn ctl() -> &'static Control {
+    &harness().control
+}
+
+fn open(uid: Uid) -> Result<Channel, Error> {
+    open_with(uid, 64, 16, 64, 16)
+}
+
+fn open_with(
+    uid: Uid,
+    u2k_msz: u32,
+    u2k_num: u32,
+    k2u_msz: u32,
+    k2u_num: u32,
+) -> Result<Channel, Error> {
+    Channel::builder(uid)
+        .u2k(u2k_msz, u2k_num)
+        .k2u(k2u_msz, k2u_num)
+        .transport(harness().transport.clone())
+        .timeout(WAIT)
+        .open()
+}
+
+/// An echo request (see the test driver protocol): rc, delay, payload.
+fn echo_request(rc: i32, delay_ms: u32, payload: &[u8]) -> Vec<u8> {
+    let mut req = Vec::new();
+    req.extend_from_slice(&rc.to_le_bytes());
+    req.extend_from_slice(&delay_ms.to_le_bytes());
+    req.extend_from_slice(payload);
+    req
+}
+
+/// The echo driver's reply: header kept, payload reversed.
+fn echo_reply(req: &[u8]) -> Vec<u8> {
+    let mut reply = req.to_vec();
+    reply[8..].reverse();
+    reply
+}
+
+fn expect_event(ch: &Channel, want: Event) {
+    let got = ch.recv(WAIT).expect("an event");
+    assert_eq!(got, want);
+}
+
+use testdrv::post_pattern as posted;
+
+/// Waits until the echo driver of `uid` has seen `n` `bound()` calls: the
+/// driver learns it is bound asynchronously, and may only post after that.
+fn driver_bound(uid: Uid, n: u32) {
+    wait_until("the driver's bound()", || {
+        ctl().stats(uid).unwrap().bound == n
+    });
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn open_before_the_driver_registers() {
+    let uid = Uid::fourcc(*b"cf01");
+    let ch = open(uid).unwrap();
+    assert!(!ch.is_bound());
+    assert!(matches!(
+        ch.call(&echo_request(0, 0, b"x"), &mut [0; 64]),
+        Err(Error::NotBound)
+    ));
+    ctl().register(uid).unwrap();
+    expect_event(&ch, Event::Bound);
+    assert!(ch.is_bound());
+    let req = echo_request(5, 0, b"abc");
+    let (rc, reply) = ch.call_vec(&req).unwrap();
+    assert_eq!((rc, reply), (5, echo_reply(&req)));
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn open_after_the_driver_registers() {
+    let uid = Uid::fourcc(*b"cf02");
+    ctl().register(uid).unwrap();
+    let ch = open(uid).unwrap();
+    assert!(ch.is_bound());
+    expect_event(&ch, Event::Bound);
+    let req = echo_request(0, 0, b"hello");
+    assert_eq!(ch.call_vec(&req).unwrap(), (0, echo_reply(&req)));
+    assert_eq!(ctl().stats(uid).unwrap().bound, 1);
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn bound_and_unbound_events_follow_the_driver() {
+    let uid = Uid::fourcc(*b"cf03");
+    ctl().register(uid).unwrap();
+    let ch = open(uid).unwrap();
+    expect_event(&ch, Event::Bound);
+    ctl().unregister(uid).unwrap();
+    expect_event(&ch, Event::Unbound);
+    assert!(!ch.is_bound());
+    assert!(matches!(
+        ch.call(&echo_request(0, 0, b""), &mut []),
+        Err(Error::NotBound)
+    ));
+    ctl().register(uid).unwrap();
+    expect_event(&ch, Event::Bound);
+    let req = echo_request(1, 0, b"again");
+    assert_eq!(ch.call_vec(&req).unwrap(), (1, echo_reply(&req)));
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn call_replies_in_place_with_the_result_code() {
+    let uid = Uid::fourcc(*b"cf04");
+    ctl().register(uid).unwrap();
+    let ch = open(uid).unwrap();
+    for rc in [0, 7, -22, i32::MIN, i32::MAX] {
+        let req = echo_request(rc, 0, b"0123456789abcdef");
+        let mut reply = [0u8; 64];
+        let r = ch.call(&req, &mut reply).unwrap();
+        assert_eq!(r.rc, rc);
+        assert_eq!(&reply[..r.len], &echo_reply(&req)[..]);
+    }
+    // Shorter than the echo header: rc is the length, reply is the request.
+    let r = ch.call(b"abc", &mut [0; 8]).unwrap();
+    assert_eq!((r.rc, r.len), (3, 3));
+    // A full-size message, and a reply buffer shorter than the reply.
+    let req = echo_request(-1, 0, &[0xA5; 56]);
+    let mut short = [0u8; 10];
+    let r = ch.call(&req, &mut short).unwrap();
+    assert_eq!((r.rc, r.len), (-1, 10));
+    assert_eq!(&short[..], &echo_reply(&req)[..10]);
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn oversized_messages_are_refused_and_nothing_is_sent() {
+    let uid = Uid::fourcc(*b"cf05");
+    ctl().register(uid).unwrap();
+    let ch = open_with(uid, 32, 4, 32, 4).unwrap();
+    let big = [0u8; 33];
+    assert!(matches!(
+        ch.call(&big, &mut [0; 64]),
+        Err(Error::TooLarge { len: 33, max: 32 })
+    ));
+    assert!(matches!(
+        ch.send(&big),
+        Err(Error::TooLarge { len: 33, max: 32 })
+    ));
+    assert!(matches!(
+        ch.try_send(&big),
+        Err(Error::TooLarge { len: 33, max: 32 })
+    ));
+    assert!(matches!(
+        ch.send_batch([&b"ok"[..], &big]),
+        Err(Error::TooLarge { .. })
+    ));
+    // The channel is intact, and nothing of the refused batch went out.
+    let req = echo_request(9, 0, b"fine");
+    assert_eq!(ch.call_vec(&req).unwrap(), (9, echo_reply(&req)));
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn calls_while_unbound_fail_with_not_bound() {
+    let uid = Uid::fourcc(*b"cf06");
+    let ch = open(uid).unwrap();
+    for _ in 0..3 {
+        assert!(matches!(
+            ch.call(&echo_request(0, 0, b"?"), &mut [0; 64]),
+            Err(Error::NotBound)
+        ));
+    }
+    // One-way messages to nobody are counted, not lost silently.
+    ch.send(b"lost").unwrap();
+    ctl().register(uid).unwrap();
+    expect_event(&ch, Event::Bound);
+    let req = echo_request(0, 0, b"now");
+    assert_eq!(ch.call_vec(&req).unwrap(), (0, echo_reply(&req)));
+    assert_eq!(ch.undelivered(), 1);
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn post_flood_until_full_loses_nothing() {
+    let uid = Uid::fourcc(*b"cf07");
+    ctl().register(uid).unwrap();
+    let ch = open_with(uid, 64, 4, 16, 8).unwrap();
+    expect_event(&ch, Event::Bound);
+    driver_bound(uid, 1);
+    for round in 0..3 {
+        let out = ctl().post(uid, 100, 16).unwrap();
+        assert!(out.stopped_full, "round {round}: 100 posts fit in 8 slots?");
+        assert!(
+            out.posted > 0 && out.posted <= 8,
+            "round {round}: posted {}",
+            out.posted
+        );
+        for i in 0..out.posted {
+            match ch.recv(WAIT).unwrap() {
+                Event::Message(m) => {
+                    assert_eq!(m.bytes(), &posted(i, 16)[..], "round {round} message {i}")
+                }
+                other => panic!("round {round}: unexpected {other:?}"),
+            }
+        }
+        // The first round found the ring empty, later ones drained: every
+        // round fills all 8 slots.
+        assert_eq!(out.posted, 8, "round {round}");
+        // Exactly the accepted posts arrived: nothing more is queued.
+        assert!(ch.try_recv().unwrap().is_none());
+    }
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn listeners_can_add_and_remove_listeners_while_dispatching() {
+    let uid = Uid::fourcc(*b"cf08");
+    ctl().register(uid).unwrap();
+    let ch = open_with(uid, 64, 4, 16, 16).unwrap();
+    expect_event(&ch, Event::Bound);
+    driver_bound(uid, 1);
+
+    let seen_a = Arc::new(Mutex::new(Vec::new()));
+    let seen_b = Arc::new(Mutex::new(Vec::new()));
+    let id_a = Arc::new(OnceLock::new());
+
+    struct B {
+        seen: Arc<Mutex<Vec<u32>>>,
+        me: Arc<OnceLock<isc::ListenerId>>,
+    }
+    impl Listener for B {
+        fn got(&self, ch: &ChannelHandle, msg: &[u8]) -> i32 {
+            let i = u32::from_le_bytes(msg[..4].try_into().unwrap());
+            self.seen.lock().unwrap().push(i);
+            if i == 5 {
+                // The last listener removes itself: the rest stays queued.
+                assert!(ch.remove_listener(*self.me.get().unwrap()));
+            }
+            0
+        }
+    }
+    let a = {
+        let (seen_a, seen_b, id_a) = (seen_a.clone(), seen_b.clone(), id_a.clone());
+        FnListener(move |ch: &ChannelHandle, msg: &[u8]| {
+            seen_a
+                .lock()
+                .unwrap()
+                .push(u32::from_le_bytes(msg[..4].try_into().unwrap()));
+            let me_b = Arc::new(OnceLock::new());
+            let id_b = ch
+                .add_listener(B {
+                    seen: seen_b.clone(),
+                    me: me_b.clone(),
+                })
+                .unwrap();
+            me_b.set(id_b).unwrap();
+            assert!(ch.remove_listener(*id_a.get().unwrap()));
+            0
+        })
+    };
+    id_a.set(ch.add_listener(a).unwrap()).unwrap();
+    let out = ctl().post(uid, 10, 16).unwrap();
+    assert_eq!(out.posted, 10);
+    wait_until("listener B to remove itself", || {
+        seen_b.lock().unwrap().len() == 5
+    });
+    // With no listeners left, the pull API gets the rest, in order.
+    let mut rest = Vec::new();
+    while rest.len() < 4 {
+        match ch.recv(WAIT) {
+            Ok(Event::Message(m)) => {
+                rest.push(u32::from_le_bytes(m.bytes()[..4].try_into().unwrap()))
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            // The dispatcher may still be finishing the event it delivered to B.
+            Err(Error::ListenersActive) => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(*seen_a.lock().unwrap(), [0]);
+    assert_eq!(*seen_b.lock().unwrap(), [1, 2, 3, 4, 5]);
+    assert_eq!(rest, [6, 7, 8, 9]);
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn listeners_receive_bound_unbound_and_posts() {
+    let uid = Uid::fourcc(*b"cf09");
+    let ch = open(uid).unwrap();
+    #[derive(Default)]
+    struct Log(Mutex<Vec<String>>);
+    impl Listener for Log {
+        fn bound(&self, _: &ChannelHandle) {
+            self.0.lock().unwrap().push("bound".into());
+        }
+        fn unbound(&self, _: &ChannelHandle) {
+            self.0.lock().unwrap().push("unbound".into());
+        }
+        fn got(&self, _: &ChannelHandle, msg: &[u8]) -> i32 {
+            self.0.lock().unwrap().push(format!("msg{}", msg[0]));
+            0
+        }
+    }
+    let log = Arc::new(Log::default());
+    ch.add_listener(log.clone()).unwrap();
+    assert!(matches!(ch.try_recv(), Err(Error::ListenersActive)));
+    ctl().register(uid).unwrap();
+    driver_bound(uid, 1);
+    assert_eq!(ctl().post(uid, 2, 8).unwrap().posted, 2);
+    ctl().unregister(uid).unwrap();
+    wait_until("four events", || log.0.lock().unwrap().len() == 4);
+    assert_eq!(*log.0.lock().unwrap(), ["bound", "msg0", "msg1", "unbound"]);
+}
+
+#[test]
+fn many_threads_call_at_once() {
+    let uid = Uid::fourcc(*b"cf10");
+    ctl().register(uid).unwrap();
+    let ch = open(uid).unwrap();
+    let threads = 8;
+    let calls = 200;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let h = ch.handle();
+            s.spawn(move || {
+                for i in 0..calls {
+                    let payload = format!("thread {t} call {i}");
+                    let req = echo_request(t * 1000 + i, 0, payload.as_bytes());
+                    let (rc, reply) = h.call_vec(&req).unwrap();
+                    assert_eq!(rc, t * 1000 + i);
+                    assert_eq!(reply, echo_reply(&req));
+                }
+            });
+        }
+    });
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn driver_unregisters_while_calls_are_in_flight() {
+    let uid = Uid::fourcc(*b"cf11");
+    ctl().register(uid).unwrap();
+    let ch = open(uid).unwrap();
+    expect_event(&ch, Event::Bound);
+    let finished = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let h = ch.handle();
+            let finished = &finished;
+            s.spawn(move || {
+                for i in 0..5 {
+                    let req = echo_request(t, 20, format!("{t}/{i}").as_bytes());
+                    match h.call_vec(&req) {
+                        Ok((rc, reply)) => {
+                            assert_eq!(rc, t);
+                            assert_eq!(reply, echo_reply(&req));
+                        }
+                        Err(Error::NotBound) => {}
+                        Err(e) => panic!("call failed with {e}"),
+                    }
+                }
+                finished.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        ctl().unregister(uid).unwrap();
+    });
+    assert_eq!(finished.load(Ordering::Relaxed), 4);
+    assert!(matches!(
+        ch.call(&echo_request(0, 0, b""), &mut []),
+        Err(Error::NotBound)
+    ));
+    expect_event(&ch, Event::Unbound);
+}
+
+#[test]
+fn close_and_reopen_the_same_uid() {
+    let uid = Uid::fourcc(*b"cf12");
+    ctl().register(uid).unwrap();
+    for round in 1..=3u32 {
+        let ch = open(uid).unwrap();
+        expect_event(&ch, Event::Bound);
+        let req = echo_request(round as i32, 0, b"round");
+        assert_eq!(ch.call_vec(&req).unwrap(), (round as i32, echo_reply(&req)));
+        ch.close();
+        wait_until("unbind", || ctl().stats(uid).unwrap().unbind == round);
+    }
+    assert_eq!(ctl().stats(uid).unwrap().bound, 3);
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn dropping_a_bound_channel_unbinds_it() {
+    let uid = Uid::fourcc(*b"cf13");
+    ctl().register(uid).unwrap();
+    {
+        let ch = open(uid).unwrap();
+        let h = ch.handle();
+        ch.add_listener(FnListener(|_: &ChannelHandle, _: &[u8]| 0))
+            .unwrap();
+        drop(ch);
+        // Handles outlive the channel but only report it closed.
+        assert!(matches!(h.call(b"late", &mut []), Err(Error::Closed)));
+        assert!(matches!(
+            h.add_listener(FnListener(|_: &ChannelHandle, _: &[u8]| 0)),
+            Err(Error::Closed)
+        ));
+    }
+    wait_until("unbind", || ctl().stats(uid).unwrap().unbind == 1);
+    // And the UID is free again.
+    let ch = open(uid).unwrap();
+    expect_event(&ch, Event::Bound);
+    drop(ch);
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn a_bound_uid_cannot_be_opened_twice() {
+    let uid = Uid::fourcc(*b"cf14");
+    let first = open(uid).unwrap();
+    assert!(matches!(open(uid), Err(Error::Busy(u)) if u == uid));
+    drop(first);
+    // Unbinding may complete asynchronously; the UID frees up promptly.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match open(uid) {
+            Ok(_) => break,
+            Err(Error::Busy(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("reopen failed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn bad_parameters_are_refused_with_clear_errors() {
+    let uid = Uid::fourcc(*b"cf15");
+    for (u2k_msz, u2k_num, k2u_msz, k2u_num) in [
+        (0, 8, 64, 8),
+        (64, 0, 64, 8),
+        (64, 8, 0, 8),
+        (64, 8, 64, 0),
+        (64 * 1024 + 1, 8, 64, 8),
+        (64, 64 * 1024 + 1, 64, 8),
+        (64 * 1024, 64 * 1024, 64, 8),
+        (u32::MAX, u32::MAX, u32::MAX, u32::MAX),
+    ] {
+        match open_with(uid, u2k_msz, u2k_num, k2u_msz, k2u_num) {
+            Err(Error::InvalidConfig(e)) => assert!(!e.to_string().is_empty()),
+            other => panic!("({u2k_msz}, {u2k_num}, {k2u_msz}, {k2u_num}): {other:?}"),
+        }
+    }
+    // The UID was never bound by those attempts.
+    drop(open(uid).unwrap());
+}
+
+#[test]
+fn typed_messages_round_trip() {
+    use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+    #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Debug, PartialEq, Clone, Copy)]
+    #[repr(C)]
+    struct Echo {
+        rc: i32,
+        delay_ms: u32,
+        payload: [u8; 8],
+    }
+    let uid = Uid::fourcc(*b"cf16");
+    ctl().register(uid).unwrap();
+    let ch = open(uid).unwrap();
+    let req = Echo {
+        rc: -5,
+        delay_ms: 0,
+        payload: *b"abcdefgh",
+    };
+    let (rc, reply): (i32, Echo) = ch.call_as(&req).unwrap();
+    assert_eq!(rc, -5);
+    assert_eq!(
+        reply,
+        Echo {
+            payload: *b"hgfedcba",
+            ..req
+        }
+    );
+    // A reply too short for the type is an error, not garbage.
+    let r: Result<(i32, [u8; 32]), _> = ch.call_as(&req);
+    assert!(matches!(
+        r,
+        Err(Error::BadLength {
+            len: 16,
+            expected: 32
+        })
+    ));
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn the_channel_fd_signals_posts() {
+    use std::os::fd::AsFd;
+    let uid = Uid::fourcc(*b"cf17");
+    ctl().register(uid).unwrap();
+    let ch = open(uid).unwrap();
+    expect_event(&ch, Event::Bound);
+    driver_bound(uid, 1);
+    assert!(ch.try_recv().unwrap().is_none());
+    ctl().post(uid, 1, 8).unwrap();
+    let mut fds = [nix::poll::PollFd::new(
+        ch.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).unwrap();
+    assert_eq!(n, 1, "the fd did not become readable");
+    match ch.try_recv().unwrap() {
+        Some(Event::Message(m)) => assert_eq!(m.bytes(), &posted(0, 8)[..]),
+        other => panic!("unexpected {other:?}"),
+    }
+    let events: Vec<_> = {
+        ctl().post(uid, 3, 8).unwrap();
+        ch.events().take(3).map(|e| e.unwrap()).collect()
+    };
+    assert_eq!(events.len(), 3);
+    ctl().unregister(uid).unwrap();
+}
