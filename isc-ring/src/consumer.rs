@@ -3,7 +3,6 @@
 use crate::abi::{slot_flags, CONSUMER_WAITING, PRODUCER_WAITING};
 use crate::error::{Corruption, RingError};
 use crate::mem::relaxed;
-#[cfg(not(loom))]
 use crate::mem::Mem;
 use crate::sync::{fence, Ordering};
 use crate::view::{peer_wake, NeedsWake, View, FLAGS, LEN, PAYLOAD, RC, SEQ};

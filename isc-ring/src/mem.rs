@@ -125,8 +125,14 @@ mod modeled {
             }
         }
 
+        /// Length in bytes (a whole number of words).
         pub fn len(&self) -> usize {
             self.words.len() * 4
+        }
+
+        /// True for a region of no words.
+        pub fn is_empty(&self) -> bool {
+            self.words.is_empty()
         }
 
         fn word(&self, off: usize) -> &AtomicU32 {
@@ -134,22 +140,27 @@ mod modeled {
             &self.words[off / 4]
         }
 
+        /// Atomic load of the word at byte offset `off`.
         pub fn load(&self, off: usize, order: Ordering) -> u32 {
             self.word(off).load(order)
         }
 
+        /// Atomic store of the word at byte offset `off`.
         pub fn store(&self, off: usize, val: u32, order: Ordering) {
             self.word(off).store(val, order)
         }
 
+        /// Atomic OR into the word at byte offset `off`.
         pub fn fetch_or(&self, off: usize, val: u32, order: Ordering) -> u32 {
             self.word(off).fetch_or(val, order)
         }
 
+        /// Atomic AND into the word at byte offset `off`.
         pub fn fetch_and(&self, off: usize, val: u32, order: Ordering) -> u32 {
             self.word(off).fetch_and(val, order)
         }
 
+        /// Copies bytes out, one relaxed word load at a time.
         pub fn read(&self, off: usize, dst: &mut [u8]) {
             for (i, chunk) in dst.chunks_mut(4).enumerate() {
                 let w = self.load(off + i * 4, Ordering::Relaxed).to_ne_bytes();
@@ -157,6 +168,7 @@ mod modeled {
             }
         }
 
+        /// Copies bytes in, one relaxed word load and store at a time.
         pub fn write(&self, off: usize, src: &[u8]) {
             for (i, chunk) in src.chunks(4).enumerate() {
                 let at = off + i * 4;
