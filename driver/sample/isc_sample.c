@@ -7,18 +7,19 @@
  * - id 0x002, write register a with b: the reply is the request unchanged;
  * rc 0, or -EINVAL for a register index >= 256, an unknown id or a message
  * shorter than 12 bytes (the reply is then the request unchanged).
- * While bound, every period_ms (default 100) a timer posts
- * { id 0x100, a = SAM_IRQ_ID, b = status counter } to the user. The counter
+ * While bound, every period_ms (default 100) an hrtimer posts
+ * { id 0x100, a = SAM_IRQ_ID, b = status counter } to the user, from hard
+ * interrupt context like a device's interrupt handler would. The counter
  * restarts at 1 on each bind and advances on every tick, so a gap tells
  * the user how many posts were dropped because k2u was full.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/jiffies.h>
+#include <linux/hrtimer.h>
+#include <linux/ktime.h>
 #include <linux/module.h>
 #include <linux/spinlock.h>
-#include <linux/timer.h>
 #include <linux/version.h>
 
 #include "isc.h"
@@ -41,71 +42,67 @@ module_param(period_ms, uint, 0444);
 MODULE_PARM_DESC(period_ms, "interval of the irq status posts, in ms (default 100)");
 
 static struct {
-	spinlock_t lock;		/* h, status, regs; taken from the timer (softirq) */
+	spinlock_t lock;		/* h, status, regs; taken from hard IRQ context */
 	struct isc_handle *h;		/* our reference while bound */
 	u32 status;
 	u32 regs[SAM_NREGS];
-	struct timer_list timer;
+	struct hrtimer timer;
 	unsigned long posted;
 	unsigned long dropped;
 } sam;
 
-static unsigned long sam_period(void)
+static ktime_t sam_period(void)
 {
-	return msecs_to_jiffies(max(period_ms, 1U));
+	return ms_to_ktime(max(period_ms, 1U));
 }
 
-static void sam_tick(struct timer_list *t)
+static enum hrtimer_restart sam_tick(struct hrtimer *t)
 {
 	struct sam_msg msg = { .id = SAM_IRQ, .a = SAM_IRQ_ID };
+	unsigned long fl;
 	int ret;
 
-	spin_lock(&sam.lock);
+	spin_lock_irqsave(&sam.lock, fl);
 	if (!sam.h) {
-		/* Unbound meanwhile: unbind() clears h before stopping the timer. */
-		spin_unlock(&sam.lock);
-		return;
+		/* Unbound meanwhile: unbind() clears h before cancelling the timer. */
+		spin_unlock_irqrestore(&sam.lock, fl);
+		return HRTIMER_NORESTART;
 	}
 	msg.b = ++sam.status;
-	/* isc_post() never sleeps: fine in softirq context and under our lock. */
+	/* isc_post() never sleeps: fine in hard IRQ context and under our lock. */
 	ret = isc_post(sam.h, &msg, sizeof(msg));
 	if (ret == 0)
 		sam.posted++;
 	else
 		sam.dropped++;
-	mod_timer(&sam.timer, jiffies + sam_period());
-	spin_unlock(&sam.lock);
+	spin_unlock_irqrestore(&sam.lock, fl);
+	hrtimer_forward_now(t, sam_period());
+	return HRTIMER_RESTART;
 }
 
 static void sam_bound(void *arg, struct isc_handle *h)
 {
-	spin_lock_bh(&sam.lock);
+	unsigned long fl;
+
+	spin_lock_irqsave(&sam.lock, fl);
 	sam.h = isc_get(h);
 	sam.status = 0;
-	spin_unlock_bh(&sam.lock);
-	mod_timer(&sam.timer, jiffies + sam_period());
+	spin_unlock_irqrestore(&sam.lock, fl);
+	hrtimer_start(&sam.timer, sam_period(), HRTIMER_MODE_REL);
 	pr_debug("bound\n");
-}
-
-static void sam_stop_timer(void)
-{
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
-	timer_delete_sync(&sam.timer);
-#else
-	del_timer_sync(&sam.timer);
-#endif
 }
 
 static void sam_unbind(void *arg)
 {
 	struct isc_handle *h;
+	unsigned long fl;
 
-	spin_lock_bh(&sam.lock);
+	spin_lock_irqsave(&sam.lock, fl);
 	h = sam.h;
 	sam.h = NULL;
-	spin_unlock_bh(&sam.lock);
-	/* The tick re-arms only while h is set: after this the timer is idle. */
-	sam_stop_timer();
+	spin_unlock_irqrestore(&sam.lock, fl);
+	/* Waits for a running tick; with h cleared, the timer does not restart. */
+	hrtimer_cancel(&sam.timer);
 	isc_put(h);
 	pr_debug("unbound\n");
 }
@@ -122,12 +119,12 @@ static int sam_got(void *arg, void *buf, u32 *len, u32 msz)
 	if (msg.a >= SAM_NREGS)
 		return -EINVAL;
 
-	spin_lock_bh(&sam.lock);
+	spin_lock_irq(&sam.lock);
 	if (msg.id == SAM_READ)
 		msg.b = sam.regs[msg.a];
 	else
 		sam.regs[msg.a] = msg.b;
-	spin_unlock_bh(&sam.lock);
+	spin_unlock_irq(&sam.lock);
 
 	memcpy(buf, &msg, sizeof(msg));
 	*len = sizeof(msg);
@@ -143,7 +140,12 @@ static const struct isc_ops sam_ops = {
 static int __init sam_init(void)
 {
 	spin_lock_init(&sam.lock);
-	timer_setup(&sam.timer, sam_tick, 0);
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+	hrtimer_setup(&sam.timer, sam_tick, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
+#else
+	hrtimer_init(&sam.timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
+	sam.timer.function = sam_tick;
+#endif
 	return isc_register(SAM_UID, &sam_ops, NULL);
 }
 
@@ -151,7 +153,7 @@ static void __exit sam_exit(void)
 {
 	/* Runs unbind() if bound, which stops the timer. */
 	isc_unregister(SAM_UID);
-	sam_stop_timer();
+	hrtimer_cancel(&sam.timer);
 	pr_info("%lu irq posts, %lu dropped\n", sam.posted, sam.dropped);
 }
 

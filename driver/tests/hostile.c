@@ -858,6 +858,89 @@ static void test_k2u_full(void)
 	chan_close(&c);
 }
 
+struct flood {
+	struct chan *c;
+	volatile int stop;
+	long posts, bad, ctrl;
+	uint32_t last_b;
+};
+
+/* Consumes k2u as the user's dispatcher would: poll, read, release, wake the kernel if asked. */
+static void *flood_consumer(void *arg)
+{
+	struct flood *f = arg;
+	uint8_t buf[16];
+	struct sam_msg *p = (struct sam_msg *)buf;
+	uint32_t flags, len;
+
+	while (!f->stop) {
+		int r = recv_k2u(f->c, &flags, buf, &len);
+
+		if (r < 0) {
+			f->bad++;
+			break;
+		}
+		if (r == 0) {
+			poll_fd(f->c->fd, 10);
+			continue;
+		}
+		if ((flags & ISC_SLOT_KIND_MASK) != ISC_SLOT_KIND_MSG) {
+			f->ctrl++;
+			continue;
+		}
+		/* Posts arrive in order; the counter only grows (gaps are drops). */
+		if (len != 12 || p->id != 0x100 || p->a != 1 || p->b <= f->last_b)
+			f->bad++;
+		f->last_b = p->b;
+		f->posts++;
+	}
+	return NULL;
+}
+
+/*
+ * Calls from this thread while another consumes posts, on small rings that
+ * wrap many times; every reply must be right and the posts in order.
+ */
+static void test_flood(void)
+{
+	struct chan c;
+	struct flood f = { 0 };
+	pthread_t t;
+	uint32_t i, wrong = 0;
+	int err = chan_open(&c, req(SAM0, 12, 4, 12, 4));
+
+	if (err) {
+		check(0, "flood_bind", "errno %d", err);
+		return;
+	}
+	f.c = &c;
+	pthread_create(&t, NULL, flood_consumer, &f);
+	for (i = 0; i < 3000; i++) {
+		struct sam_msg m = { 2, i % 256, i * 2654435761u }, r;
+		int32_t rc;
+		uint32_t rlen, flags;
+		long n = call(&c, &m, sizeof(m), &rc, &r, &rlen, &flags);
+
+		if (n < 0 || rc != 0) {
+			wrong++;
+			continue;
+		}
+		m.id = 1;
+		m.b = 0;
+		n = call(&c, &m, sizeof(m), &rc, &r, &rlen, &flags);
+		if (n < 0 || rc != 0 || rlen != 12 || r.b != i * 2654435761u)
+			wrong++;
+	}
+	f.stop = 1;
+	pthread_join(t, NULL);
+	check(wrong == 0 && c.u2k.hdr->tail.value == 6000, "flood_calls", "%u wrong replies, tail %u", wrong,
+	      c.u2k.hdr->tail.value);
+	check(f.bad == 0 && f.ctrl == 1, "flood_posts_in_order", "%ld bad, %ld control, %ld posts", f.bad, f.ctrl,
+	      f.posts);
+	check(!(poll_fd(c.fd, 0) & (POLLERR | POLLHUP)), "flood_not_corrupt", "revents %#x", poll_fd(c.fd, 0));
+	chan_close(&c);
+}
+
 static void test_nonblocking_poll(void)
 {
 	struct chan c;
@@ -1011,6 +1094,7 @@ int main(int argc, char **argv)
 	test_exit_while_bound();
 	test_k2u_full();
 	test_nonblocking_poll();
+	test_flood();
 	if (argc > 1)
 		test_reload(argv[1]);
 	/* After all of that, a well-behaved channel still works. */

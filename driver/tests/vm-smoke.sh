@@ -44,6 +44,10 @@ insmod /isc.ko && insmod /isc_sample.ko && echo "VM: modules loaded"
 ls -l /dev/isc
 /hostile /isc_sample.ko
 echo "VM: hostile rc=$?"
+# Again with the sample posting every millisecond (from hard IRQ context),
+# so that posts race with closes, unbinds and KICKs.
+rmmod isc_sample && insmod /isc_sample.ko period_ms=1 && /hostile
+echo "VM: hostile-fast rc=$?"
 rmmod isc_sample && rmmod isc && echo "VM: rmmod ok"
 if dmesg | grep -E "WARNING:|BUG:|Oops|general protection|possible circular|possible recursive|UBSAN:|KFENCE:|KASAN:|use-after-free|refcount_t:|list_add corruption|list_del corruption|Call Trace|kernel BUG|Redzone|Poison overwritten|Object padding|INFO: task"; then
 	echo "VM: dmesg dirty"
@@ -61,7 +65,8 @@ timeout 900 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 512 -nographic -no-
 	-append "console=ttyS0 panic=-1 quiet slub_debug=FZPU init_on_free=1 page_poison=1 kfence.sample_interval=1" \
 	| tee "$work/console.log"
 
-grep -q "^hostile: .* 0 failed" "$work/console.log" &&
+[ "$(grep -c "^hostile: .* 0 failed" "$work/console.log")" = 2 ] &&
 	grep -q "VM: hostile rc=0" "$work/console.log" &&
+	grep -q "VM: hostile-fast rc=0" "$work/console.log" &&
 	grep -q "VM: rmmod ok" "$work/console.log" &&
 	grep -q "VM: dmesg clean" "$work/console.log"
