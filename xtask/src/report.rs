@@ -286,18 +286,25 @@ fn program_outcome(p: &GuestProgram, lines: &[String]) -> Outcome {
     o
 }
 
-/// The panic messages of failed Rust tests, briefly.
+/// The panic messages of failed Rust tests, briefly: each `panicked at`
+/// line with the message line after it, and assertion operands.
 fn failure_excerpt(body: &[String]) -> Vec<String> {
-    body.iter()
-        .filter(|l| {
-            l.contains("panicked at")
-                || l.contains("assertion")
-                || l.contains("left:")
-                || l.contains("right:")
-        })
-        .take(12)
-        .map(|l| format!("| {}", l.trim()))
-        .collect()
+    let mut out = Vec::new();
+    for (i, l) in body.iter().enumerate() {
+        let t = l.trim();
+        if t.contains("panicked at") {
+            out.push(format!("| {t}"));
+            if let Some(msg) = body.get(i + 1) {
+                out.push(format!("|   {}", msg.trim()));
+            }
+        } else if t.starts_with("left:") || t.starts_with("right:") {
+            out.push(format!("|   {t}"));
+        }
+        if out.len() >= 16 {
+            break;
+        }
+    }
+    out
 }
 
 /// `(passed, failed)` from a libtest `test result:` line.
@@ -408,6 +415,25 @@ mod tests {
         // Modules::default() has no problem recorded: counted as built.
         assert_eq!(get("modules built").passed, 1);
         assert_eq!(s.failed, 2);
+    }
+
+    #[test]
+    fn failures_show_the_panic_message() {
+        let run = sample_run(
+            "test a ... FAILED\n\
+             thread 'a' panicked at t.rs:3:5:\n\
+             assertion `left == right` failed\n  left: 1\n right: 2\n\
+             test result: FAILED. 0 passed; 1 failed; 0 ignored",
+            "",
+        );
+        let s = parse("6.1", "r", &run, &Modules::default(), &programs());
+        let dev = s.outcomes.iter().find(|o| o.name == "dev/device").unwrap();
+        assert_eq!((dev.passed, dev.failed), (0, 1));
+        assert!(dev
+            .detail
+            .iter()
+            .any(|d| d.contains("assertion `left == right` failed")));
+        assert!(dev.detail.iter().any(|d| d.contains("right: 2")));
     }
 
     #[test]
