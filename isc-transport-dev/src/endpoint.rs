@@ -42,7 +42,8 @@ impl DevShared {
     /// [`Producer::completion`] right away; there is no completion doorbell
     /// to wait for. Publish ([`Producer::publish`]) before kicking; the
     /// kernel never looks at `u2k` on its own, so kick after every publish
-    /// whatever [`NeedsWake`](isc_ring::NeedsWake) says.
+    /// whatever [`NeedsWake`](isc_ring::NeedsWake) says. KICK is also the
+    /// doorbell for room in `k2u`: see [`DevEndpoint::release_posts`].
     ///
     /// Returns the number of messages the kernel processed. Fails with
     /// [`DevError::Corrupt`] if the kernel found the ring broken.
