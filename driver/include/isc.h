@@ -20,7 +20,9 @@
  * - bound() and unbind() run in process context with the ISC registry lock
  *   held: they must not call isc_register() or isc_unregister().
  * - got() runs in process context (the thread that issued ISC_IOC_KICK) and
- *   may sleep; it must not call isc_unregister() for its own UID.
+ *   may sleep. It may register and unregister UIDs, its own included: then
+ *   unbind() runs before isc_unregister() returns, inside that got() call,
+ *   and later messages complete as not delivered.
  */
 #ifndef _LINUX_ISC_H
 #define _LINUX_ISC_H

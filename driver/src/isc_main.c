@@ -115,6 +115,7 @@ struct isc_handle {
 	 * it waits for in-flight calls) or by release (no KICK can run then).
 	 */
 	struct isc_drv *got_drv;
+	struct task_struct *kick_task;	/* holder of kick_lock, while it calls got() */
 	void *bounce;			/* msz bytes of u2k */
 	u32 u2k_tail;			/* next slot to consume; == shared tail */
 
@@ -564,7 +565,13 @@ int isc_unregister(u32 uid)
 	ch = isc_get(drv->chan);
 	mutex_unlock(&isc_lock);
 
-	if (ch) {
+	if (ch && READ_ONCE(ch->kick_task) == current) {
+		/*
+		 * Called from this driver's own got() on this channel: that call
+		 * is the only one in flight and we are in it; stop the next ones.
+		 */
+		WRITE_ONCE(ch->got_drv, NULL);
+	} else if (ch) {
 		/*
 		 * Wait for a got() in flight and stop new ones. isc_lock is not
 		 * held: a got() may itself register or unregister other UIDs.
@@ -789,7 +796,10 @@ static long isc_kick(struct isc_handle *ch)
 			u32 rlen = len;
 
 			memcpy(ch->bounce, isc_payload(sh), len);
+			WRITE_ONCE(ch->kick_task, current);
 			rc = drv->ops->got(drv->arg, ch->bounce, &rlen, r->msz);
+			WRITE_ONCE(ch->kick_task, NULL);
+			/* drv may be gone now (got() unregistered it): not used below. */
 			if (rlen > r->msz) {
 				rlen = r->msz;
 				clamped++;
