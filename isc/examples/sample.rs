@@ -36,14 +36,20 @@ struct SampleMsg {
     b: u32,
 }
 
+/// The irq id of the sample's status posts.
+const IRQ_ID: u32 = 1;
+
 /// The userspace twin of the kernel's sample driver.
 struct SampleDriver {
     registers: Mutex<[u32; REGISTERS]>,
     handle: Mutex<Option<Handle>>,
+    /// The status counter of the irq posts; restarts at 1 on each bind.
+    status: AtomicU32,
 }
 
 impl SimDriver for SampleDriver {
     fn bound(&self, handle: Handle) {
+        self.status.store(0, Ordering::Relaxed);
         *self.handle.lock().unwrap() = Some(handle);
     }
 
@@ -74,6 +80,7 @@ fn start_sim_driver() -> (Transport, impl Drop) {
     let driver = Arc::new(SampleDriver {
         registers: Mutex::new([0; REGISTERS]),
         handle: Mutex::new(None),
+        status: AtomicU32::new(0),
     });
     host.register(UID.raw(), driver.clone())
         .expect("register the sample driver");
