@@ -88,20 +88,18 @@ fn start_sim_driver() -> (Transport, impl Drop) {
     let timer = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let mut counter = 0;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
                 if let Some(h) = driver.handle.lock().unwrap().as_ref() {
-                    counter += 1;
-                    // A full ring drops the notification, as the kernel's does.
-                    let _ = h.post(
-                        SampleMsg {
-                            id: IRQ,
-                            a: 7,
-                            b: counter,
-                        }
-                        .as_bytes(),
-                    );
+                    // A full ring drops the notification (its number is
+                    // still used, so gaps count drops), as the kernel's does.
+                    let status = driver.status.fetch_add(1, Ordering::Relaxed) + 1;
+                    let msg = SampleMsg {
+                        id: IRQ,
+                        a: IRQ_ID,
+                        b: status,
+                    };
+                    let _ = h.post(msg.as_bytes());
                 }
             }
         })
