@@ -316,7 +316,9 @@ impl Inner {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.listeners.wake_all();
+        // Listeners may hold handles to this channel: drop them to break the
+        // cycle, and wake an idle dispatcher so it sees `closed`.
+        self.listeners.clear();
         let dispatcher = lock(&self.dispatcher).take();
         if let Some((thread, id)) = dispatcher {
             // A listener may drop the channel from the dispatcher thread:

@@ -124,8 +124,10 @@ impl Listeners {
         Arc::clone(&lock(&self.list))
     }
 
-    pub fn wake_all(&self) {
-        let _list = lock(&self.list);
+    /// Removes every listener and wakes the dispatcher.
+    pub fn clear(&self) {
+        let mut list = lock(&self.list);
+        *list = Arc::default();
         self.changed.notify_all();
     }
 

@@ -63,11 +63,17 @@ impl Transport {
     /// with the socket from `ISC_SIM_SOCKET`); if unset, the device when
     /// `/dev/isc` exists. Fails with [`Error::NoTransport`] otherwise.
     pub fn from_env() -> Result<Self> {
-        match std::env::var(TRANSPORT_ENV).ok().as_deref() {
+        Self::from_vars(
+            std::env::var(TRANSPORT_ENV).ok().as_deref(),
+            std::env::var_os(SIM_SOCKET_ENV),
+        )
+    }
+
+    fn from_vars(transport: Option<&str>, socket: Option<std::ffi::OsString>) -> Result<Self> {
+        match transport {
             Some("dev") | Some("device") => Ok(Self::device()),
             Some("sim") => Ok(Self::sim_socket(
-                std::env::var_os(SIM_SOCKET_ENV)
-                    .map_or_else(|| DEFAULT_SIM_SOCKET.into(), PathBuf::from),
+                socket.map_or_else(|| DEFAULT_SIM_SOCKET.into(), PathBuf::from),
             )),
             Some(other) => Err(Error::NoTransport(format!(
                 "{TRANSPORT_ENV}={other:?}: expected \"dev\" or \"sim\""
@@ -254,5 +260,51 @@ impl Link for DevLink {
 
     fn posts_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_picks_the_transport() {
+        assert!(matches!(
+            Transport::from_vars(Some("dev"), None),
+            Ok(Transport(Kind::Device(_)))
+        ));
+        assert!(matches!(
+            Transport::from_vars(Some("device"), None),
+            Ok(Transport(Kind::Device(_)))
+        ));
+        match Transport::from_vars(Some("sim"), Some("/run/x.sock".into())) {
+            Ok(Transport(Kind::SimSocket(p))) => assert_eq!(p, PathBuf::from("/run/x.sock")),
+            other => panic!("{other:?}"),
+        }
+        match Transport::from_vars(Some("sim"), None) {
+            Ok(Transport(Kind::SimSocket(p))) => assert_eq!(p, PathBuf::from(DEFAULT_SIM_SOCKET)),
+            other => panic!("{other:?}"),
+        }
+        match Transport::from_vars(Some("tcp"), None) {
+            Err(Error::NoTransport(msg)) => assert!(msg.contains("tcp"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_device_is_a_clear_error() {
+        let t = Transport::device_at("/nonexistent/isc");
+        let req = BindRequest {
+            abi_version: isc_ring::abi::ABI_VERSION,
+            uid: 1,
+            u2k: isc_ring::abi::RingRequest { msz: 8, num: 1 },
+            k2u: isc_ring::abi::RingRequest { msz: 8, num: 1 },
+            ..Default::default()
+        };
+        match t.bind(req) {
+            Err(Error::NoTransport(msg)) => assert!(msg.contains("/nonexistent/isc"), "{msg}"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("bound on a missing device"),
+        }
     }
 }
