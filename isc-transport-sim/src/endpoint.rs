@@ -21,15 +21,16 @@
 //!
 //! # Spinning before sleeping
 //!
-//! Waiting for a reply first spins for a short while (default
-//! [`DEFAULT_SPIN`](crate::DEFAULT_SPIN)) re-reading the ring, and only then
-//! sleeps on the doorbell. A round trip through an eventfd wake-up costs
-//! several microseconds per side; the host's service thread usually answers
-//! well within the spin window, so a blocking call costs no system call.
+//! Waiting for a reply first re-reads the ring for a short while (default
+//! [`DEFAULT_SPIN`](crate::DEFAULT_SPIN): a brief busy-loop, then yielding
+//! the CPU between checks), and only then sleeps on the doorbell. A round
+//! trip through an eventfd wake-up costs several microseconds per side; the
+//! host's service thread usually answers well within the spin window, so a
+//! blocking call costs no wake-up. Set the spin to zero to sleep at once.
 
 use crate::error::{Fault, SimError, Uid};
 use crate::host::DEFAULT_SPIN;
-use crate::sys::{fired, remaining, wait_bell, Doorbell, Region, Woke};
+use crate::sys::{fired, remaining, wait_bell, Doorbell, Region, SpinWait, Woke};
 use crate::wire::BIND_FDS;
 use isc_ring::abi::{slot_flags, BindRequest, BindResponse};
 use isc_ring::{ChannelLayout, Consumer, Producer, RingError};
@@ -146,12 +147,6 @@ fn woke(w: Woke) -> Result<bool, SimError> {
     }
 }
 
-fn spin_a_little() {
-    for _ in 0..32 {
-        std::hint::spin_loop();
-    }
-}
-
 /// The result of a [`UserTx::call`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallReply {
@@ -214,16 +209,15 @@ impl UserTx {
     /// then readable with `Producer::completion`). `Ok(false)` on timeout.
     pub fn wait_released(&mut self, seq: u32, timeout: Option<Duration>) -> Result<bool, SimError> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let start = Instant::now();
+        let mut spin = SpinWait::new(self.spin);
         loop {
             self.tx.free_slots()?;
             if !self.tx.is_unreleased(seq) {
                 return Ok(true);
             }
-            if start.elapsed() >= self.spin {
+            if !spin.again() {
                 break;
             }
-            spin_a_little();
         }
         loop {
             if self.tx.prepare_wait_for_release(seq) {
@@ -250,15 +244,14 @@ impl UserTx {
     /// Waits until `u2k` has a free slot. `Ok(false)` on timeout.
     pub fn wait_space(&mut self, timeout: Option<Duration>) -> Result<bool, SimError> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let start = Instant::now();
+        let mut spin = SpinWait::new(self.spin);
         loop {
             if self.tx.free_slots()? > 0 {
                 return Ok(true);
             }
-            if start.elapsed() >= self.spin {
+            if !spin.again() {
                 break;
             }
-            spin_a_little();
         }
         loop {
             if self.tx.prepare_wait() {
@@ -416,15 +409,14 @@ impl UserRx {
         timeout: Option<Duration>,
     ) -> Result<Option<Event>, SimError> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let start = Instant::now();
+        let mut spin = SpinWait::new(self.spin);
         loop {
             if let Some(ev) = self.try_recv(buf)? {
                 return Ok(Some(ev));
             }
-            if start.elapsed() >= self.spin {
+            if !spin.again() {
                 break;
             }
-            spin_a_little();
         }
         loop {
             if let Some(ev) = self.try_recv(buf)? {

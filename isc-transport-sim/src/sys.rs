@@ -159,6 +159,47 @@ impl Region {
     }
 }
 
+/// How long a spin-wait busy-loops before it starts yielding the CPU.
+const PURE_SPIN: Duration = Duration::from_nanos(500);
+
+/// A bounded spin-wait: busy-loops for [`PURE_SPIN`], then yields the CPU
+/// between checks until the budget is spent.
+///
+/// Yielding matters on a loaded machine: when the peer thread was scheduled
+/// on the same CPU, a pure spin would hold the CPU the peer needs for the
+/// whole budget; `sched_yield` lets it run at once. On an idle machine with
+/// the peer on another CPU the answer usually arrives within the pure spin.
+pub(crate) struct SpinWait {
+    start: Instant,
+    budget: Duration,
+}
+
+impl SpinWait {
+    pub fn new(budget: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            budget,
+        }
+    }
+
+    /// Waits a little; false once the budget is spent (the caller should
+    /// then sleep on its doorbell).
+    pub fn again(&mut self) -> bool {
+        let spent = self.start.elapsed();
+        if spent >= self.budget {
+            return false;
+        }
+        if spent < PURE_SPIN {
+            for _ in 0..16 {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
+        true
+    }
+}
+
 /// Time left until `deadline`, `None` for no deadline.
 pub(crate) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
