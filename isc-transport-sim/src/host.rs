@@ -996,6 +996,11 @@ impl Service {
                 continue;
             }
             let armed = ctl_pending && self.ch.arm_space_wait();
+            if ctl_pending && !armed {
+                // Space for the queued control messages appeared: flush now.
+                self.rx.finish_wait();
+                continue;
+            }
             let timeout = ctl_pending.then_some(CONTROL_RETRY);
             let mut fds = [
                 PollFd::new(self.ch.driver_bell.as_fd(), PollFlags::POLLIN),

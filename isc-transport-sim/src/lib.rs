@@ -61,3 +61,17 @@ pub use client::{SimClient, DEFAULT_CONNECT_TIMEOUT};
 pub use endpoint::{CallReply, Event, Link, UserEndpoint, UserRx, UserTx};
 pub use error::{Fault, PostError, SimError, Uid, WireError};
 pub use host::{Handle, HostStats, Message, SimDriver, SimHost, DEFAULT_SPIN};
+
+// The threading contract the facade relies on, checked at compile time:
+// the host and driver handles are shared across threads; each endpoint half
+// moves to the thread that uses it.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<SimHost>();
+    send_sync::<Handle>();
+    send_sync::<Link>();
+    send::<UserTx>();
+    send::<UserRx>();
+    send::<UserEndpoint>();
+};
