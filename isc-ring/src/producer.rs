@@ -140,13 +140,15 @@ impl Producer {
         c.into()
     }
 
-    /// Reads the shared tail once, checks it lies in `[self.tail, self.head]`.
+    /// Reads the shared tail once, checks it lies in `[self.tail, self.published]`:
+    /// the consumer can only release what it could see, so a tail past the
+    /// shared head (even within committed but unpublished slots) is corrupt.
     fn refresh_tail(&mut self) -> Result<(), RingError> {
         self.check()?;
         let tail = self.view.mem.load(View::tail_off(), Ordering::Acquire);
-        if tail.wrapping_sub(self.tail) > self.head.wrapping_sub(self.tail) {
+        if tail.wrapping_sub(self.tail) > self.published.wrapping_sub(self.tail) {
             return Err(self.fail(Corruption::Indices {
-                head: self.head,
+                head: self.published,
                 tail,
             }));
         }
