@@ -99,6 +99,8 @@ fn server_process_serves_calls_posts_and_binding_changes() {
     assert!(eventually(|| ep.link().is_closed()));
     assert!(matches!(ep.call(b"x", &mut buf, T), Err(SimError::Closed)));
     assert!(matches!(ep.recv(&mut buf, T), Err(SimError::Closed)));
+    // Killed, the server could not remove its socket file.
+    std::fs::remove_file(&path).unwrap();
 }
 
 #[test]
