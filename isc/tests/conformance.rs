@@ -220,8 +220,15 @@ fn calls_while_unbound_fail_with_not_bound() {
             Err(Error::NotBound)
         ));
     }
-    // One-way messages to nobody are counted, not lost silently.
+    // One-way messages to nobody are counted, not lost silently. Completions
+    // come in order, so by the time the call after it fails, the send's
+    // fate is known.
     ch.send(b"lost").unwrap();
+    assert!(matches!(
+        ch.call(&echo_request(0, 0, b"?"), &mut [0; 64]),
+        Err(Error::NotBound)
+    ));
+    assert_eq!(ch.undelivered(), 1);
     ctl().register(uid).unwrap();
     expect_event(&ch, Event::Bound);
     let req = echo_request(0, 0, b"now");
