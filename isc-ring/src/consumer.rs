@@ -75,15 +75,18 @@ impl Consumer {
     }
 
     /// Payload capacity of each slot.
+    #[inline]
     pub fn msz(&self) -> u32 {
         self.view.msz
     }
 
     /// Number of slots in the ring.
+    #[inline]
     pub fn slot_count(&self) -> u32 {
         self.view.slot_count
     }
 
+    #[inline]
     fn check(&self) -> Result<(), RingError> {
         match self.corrupt {
             Some(c) => Err(c.into()),
@@ -91,6 +94,7 @@ impl Consumer {
         }
     }
 
+    #[cold]
     fn fail(&mut self, c: Corruption) -> RingError {
         self.corrupt = Some(c);
         c.into()
@@ -98,6 +102,7 @@ impl Consumer {
 
     /// Reads the shared head once; it may only move forward, and at most to
     /// `released + slot_count` (the producer can't pass unreleased slots).
+    #[inline]
     fn refresh_head(&mut self) -> Result<(), RingError> {
         self.check()?;
         let head = self.view.mem.load(View::head_off(), Ordering::Acquire);
@@ -113,6 +118,7 @@ impl Consumer {
     }
 
     /// Published messages not yet consumed, re-reading the producer's index.
+    #[inline]
     pub fn pending(&mut self) -> Result<u32, RingError> {
         self.refresh_head()?;
         Ok(self.head.wrapping_sub(self.tail))
@@ -122,6 +128,7 @@ impl Consumer {
     ///
     /// Its header is read once and validated (`len <= msz`, `seq` equal to
     /// its index). The message stays in the ring until completed.
+    #[inline]
     pub fn peek(&mut self) -> Result<Option<Incoming<'_>>, RingError> {
         self.check()?;
         if self.tail == self.head {
@@ -163,6 +170,7 @@ impl Consumer {
 
     /// Hands every completed slot back to the producer with one Release
     /// store, then tells whether the producer asked to be woken.
+    #[inline]
     pub fn release(&mut self) -> NeedsWake {
         if self.tail == self.released || self.corrupt.is_some() {
             return NeedsWake(false);
@@ -182,6 +190,7 @@ impl Consumer {
     /// ring: returns `true` if it is still empty (sleep on the doorbell, then
     /// call [`Consumer::finish_wait`]), `false` if a message arrived meanwhile
     /// or the ring is corrupt (the flag is cleared; don't sleep).
+    #[inline]
     pub fn prepare_wait(&mut self) -> bool {
         self.view
             .mem
@@ -195,6 +204,7 @@ impl Consumer {
     }
 
     /// Clears `CONSUMER_WAITING` after a wait.
+    #[inline]
     pub fn finish_wait(&mut self) {
         self.view
             .mem
@@ -215,21 +225,25 @@ pub struct Incoming<'a> {
 
 impl Incoming<'_> {
     /// Sequence number (free-running index) of the message.
+    #[inline]
     pub fn seq(&self) -> u32 {
         self.seq
     }
 
     /// Length of the message, validated `<= msz`.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len as usize
     }
 
     /// True for an empty message.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The producer's slot flags (see [`slot_flags`]).
+    #[inline]
     pub fn flags(&self) -> u32 {
         self.flags
     }
@@ -237,6 +251,7 @@ impl Incoming<'_> {
     /// Copies the message into `buf` (truncating to `buf.len()`), returning
     /// the number of bytes copied. Act on the copy: the producer may rewrite
     /// the shared bytes at any time.
+    #[inline]
     pub fn read(&self, buf: &mut [u8]) -> usize {
         let n = buf.len().min(self.len as usize);
         self.consumer
@@ -249,6 +264,7 @@ impl Incoming<'_> {
     /// Writes `reply` over the message in place, sets the result code and
     /// consumes the slot. Fails with [`RingError::TooLarge`], leaving the
     /// message in place, if `reply` exceeds `msz`.
+    #[inline]
     pub fn complete(self, rc: i32, reply: &[u8]) -> Result<(), RingError> {
         let c = self.consumer;
         if reply.len() > c.view.msz as usize {
@@ -267,10 +283,12 @@ impl Incoming<'_> {
 
     /// Sets the result code and consumes the slot, leaving the message bytes
     /// as they are (the reply is the message itself).
+    #[inline]
     pub fn complete_rc(self, rc: i32) {
         Self::finish(self.consumer, self.slot, self.flags, rc);
     }
 
+    #[inline]
     fn finish(c: &mut Consumer, slot: usize, flags: u32, rc: i32) {
         c.view.mem.store(slot + RC, rc as u32, Ordering::Relaxed);
         c.view.mem.store(

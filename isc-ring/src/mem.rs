@@ -38,10 +38,12 @@ mod raw {
             Self { base, len }
         }
 
+        #[inline]
         pub fn len(&self) -> usize {
             self.len
         }
 
+        #[inline]
         fn word(&self, off: usize) -> &AtomicU32 {
             debug_assert!(off % 4 == 0 && off + 4 <= self.len);
             // SAFETY: `off` is in bounds and 4-aligned (ring geometry is
@@ -52,22 +54,27 @@ mod raw {
             unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(off).cast()) }
         }
 
+        #[inline]
         pub fn load(&self, off: usize, order: Ordering) -> u32 {
             self.word(off).load(order)
         }
 
+        #[inline]
         pub fn store(&self, off: usize, val: u32, order: Ordering) {
             self.word(off).store(val, order)
         }
 
+        #[inline]
         pub fn fetch_or(&self, off: usize, val: u32, order: Ordering) -> u32 {
             self.word(off).fetch_or(val, order)
         }
 
+        #[inline]
         pub fn fetch_and(&self, off: usize, val: u32, order: Ordering) -> u32 {
             self.word(off).fetch_and(val, order)
         }
 
+        #[inline]
         pub fn read(&self, off: usize, dst: &mut [u8]) {
             debug_assert!(off + dst.len() <= self.len);
             // SAFETY: in bounds (see `word`); `dst` is our own memory and
@@ -83,6 +90,7 @@ mod raw {
             }
         }
 
+        #[inline]
         pub fn write(&self, off: usize, src: &[u8]) {
             debug_assert!(off + src.len() <= self.len);
             // SAFETY: in bounds; see `read`.
@@ -95,6 +103,7 @@ mod raw {
         /// The caller must own the bytes `off..off + n` under the ring
         /// protocol for the lifetime of the returned slice.
         #[allow(clippy::mut_from_ref)]
+        #[inline]
         pub unsafe fn bytes_mut(&self, off: usize, n: usize) -> &mut [u8] {
             debug_assert!(off + n <= self.len);
             // SAFETY: in bounds; exclusivity is the caller's contract.
@@ -181,6 +190,7 @@ mod modeled {
 }
 
 /// Relaxed load, for fields whose visibility an Acquire on an index provides.
+#[inline]
 pub(crate) fn relaxed(mem: &Mem, off: usize) -> u32 {
     mem.load(off, Ordering::Relaxed)
 }

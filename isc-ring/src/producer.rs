@@ -108,26 +108,31 @@ impl Producer {
     }
 
     /// Payload capacity of each slot.
+    #[inline]
     pub fn msz(&self) -> u32 {
         self.view.msz
     }
 
     /// Number of slots in the ring.
+    #[inline]
     pub fn slot_count(&self) -> u32 {
         self.view.slot_count
     }
 
     /// Slots free for writing, re-reading the consumer's index.
+    #[inline]
     pub fn free_slots(&mut self) -> Result<u32, RingError> {
         self.refresh_tail()?;
         Ok(self.view.slot_count - self.head.wrapping_sub(self.tail))
     }
 
     /// Messages committed but not yet [published](Producer::publish).
+    #[inline]
     pub fn unpublished(&self) -> u32 {
         self.head.wrapping_sub(self.published)
     }
 
+    #[inline]
     fn check(&self) -> Result<(), RingError> {
         match self.corrupt {
             Some(c) => Err(c.into()),
@@ -135,6 +140,7 @@ impl Producer {
         }
     }
 
+    #[cold]
     fn fail(&mut self, c: Corruption) -> RingError {
         self.corrupt = Some(c);
         c.into()
@@ -143,6 +149,7 @@ impl Producer {
     /// Reads the shared tail once, checks it lies in `[self.tail, self.published]`:
     /// the consumer can only release what it could see, so a tail past the
     /// shared head (even within committed but unpublished slots) is corrupt.
+    #[inline]
     fn refresh_tail(&mut self) -> Result<(), RingError> {
         self.check()?;
         let tail = self.view.mem.load(View::tail_off(), Ordering::Acquire);
@@ -159,6 +166,7 @@ impl Producer {
     /// Reserves the next slot for writing in place, or `Ok(None)` if the ring
     /// is full. Nothing is visible to the consumer until the slot is
     /// committed and published.
+    #[inline]
     pub fn reserve(&mut self) -> Result<Option<Outgoing<'_>>, RingError> {
         self.check()?;
         if self.head.wrapping_sub(self.tail) == self.view.slot_count {
@@ -181,6 +189,7 @@ impl Producer {
     /// Copies `msg` into the next slot and commits it with `flags` (see
     /// [`slot_flags`]); returns its sequence number. Fails with
     /// [`RingError::Full`] or [`RingError::TooLarge`] without side effects.
+    #[inline]
     pub fn push(&mut self, msg: &[u8], flags: u32) -> Result<u32, RingError> {
         if msg.len() > self.view.msz as usize {
             return Err(RingError::TooLarge {
@@ -200,6 +209,7 @@ impl Producer {
     /// The SeqCst fence between the store and the read of the wake-up flag
     /// pairs with the one in [`Consumer::prepare_wait`](crate::Consumer::prepare_wait):
     /// either the consumer sees the new head, or this sees its flag.
+    #[inline]
     pub fn publish(&mut self) -> NeedsWake {
         if self.head == self.published || self.corrupt.is_some() {
             return NeedsWake(false);
@@ -216,6 +226,7 @@ impl Producer {
     ///
     /// Completions come in ring order, one per committed message, unless the
     /// producer reused the slot first (then that completion is skipped).
+    #[inline]
     pub fn completion(&mut self) -> Result<Option<Completion<'_>>, RingError> {
         self.check()?;
         if self.reclaimed == self.tail {
@@ -257,6 +268,7 @@ impl Producer {
     /// returns `true` if it is still full (sleep on the doorbell, then call
     /// [`Producer::finish_wait`]), `false` if space appeared meanwhile (the
     /// flag is already cleared; don't sleep).
+    #[inline]
     pub fn prepare_wait(&mut self) -> bool {
         let mem = &self.view.mem;
         mem.fetch_or(View::flags_off(), PRODUCER_WAITING, Ordering::SeqCst);
@@ -271,6 +283,7 @@ impl Producer {
     /// Like [`Producer::prepare_wait`], but waits for the consumer to release
     /// the message `seq` (a call awaiting its reply) rather than for space:
     /// returns `true` if `seq` is still unreleased after the fence.
+    #[inline]
     pub fn prepare_wait_for_release(&mut self, seq: u32) -> bool {
         let mem = &self.view.mem;
         mem.fetch_or(View::flags_off(), PRODUCER_WAITING, Ordering::SeqCst);
@@ -284,11 +297,13 @@ impl Producer {
 
     /// True if `seq` was committed and the consumer has not released it yet
     /// (as of the last read of the shared tail).
+    #[inline]
     pub fn is_unreleased(&self, seq: u32) -> bool {
         seq.wrapping_sub(self.tail) < self.head.wrapping_sub(self.tail)
     }
 
     /// Clears `PRODUCER_WAITING` after a wait.
+    #[inline]
     pub fn finish_wait(&mut self) {
         self.view
             .mem
@@ -306,6 +321,7 @@ pub struct Outgoing<'a> {
 
 impl Outgoing<'_> {
     /// The slot's sequence number (its free-running index).
+    #[inline]
     pub fn seq(&self) -> u32 {
         self.producer.head
     }
@@ -314,6 +330,7 @@ impl Outgoing<'_> {
     ///
     /// Its initial contents are whatever the slot last held.
     #[cfg(not(loom))]
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let msz = self.producer.view.msz as usize;
         // SAFETY: the slot lies in the validated ring and, between reserve
@@ -325,6 +342,7 @@ impl Outgoing<'_> {
 
     /// Commits the first `len` payload bytes with `flags`; returns the
     /// sequence number. Not visible to the consumer until published.
+    #[inline]
     pub fn commit(self, len: usize, flags: u32) -> Result<u32, RingError> {
         let p = self.producer;
         if len > p.view.msz as usize {
@@ -347,6 +365,7 @@ impl Outgoing<'_> {
     }
 
     /// Copies `msg` into the slot and commits it.
+    #[inline]
     pub fn write(self, msg: &[u8], flags: u32) -> Result<u32, RingError> {
         let max = self.producer.view.msz;
         if msg.len() > max as usize {
@@ -373,28 +392,33 @@ pub struct Completion<'a> {
 
 impl Completion<'_> {
     /// Sequence number of the message, as returned when it was committed.
+    #[inline]
     pub fn seq(&self) -> u32 {
         self.seq
     }
 
     /// The consumer's result code.
+    #[inline]
     pub fn rc(&self) -> i32 {
         self.rc
     }
 
     /// Slot flags as the consumer left them; [`slot_flags::COMPLETED`] is set
     /// if it completed the slot rather than only releasing it.
+    #[inline]
     pub fn flags(&self) -> u32 {
         self.flags
     }
 
     /// Length of the reply (at most `msz`).
+    #[inline]
     pub fn reply_len(&self) -> usize {
         self.len as usize
     }
 
     /// Copies the reply into `buf` (truncating to `buf.len()`), returning
     /// the number of bytes copied.
+    #[inline]
     pub fn read_reply(&self, buf: &mut [u8]) -> usize {
         let n = buf.len().min(self.len as usize);
         self.producer

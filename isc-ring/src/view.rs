@@ -61,18 +61,22 @@ impl View {
     }
 
     /// Byte offset of the slot holding free-running index `idx`.
+    #[inline]
     pub fn slot(&self, idx: u32) -> usize {
         SLOTS_OFFSET as usize + (idx & (self.slot_count - 1)) as usize * self.stride
     }
 
+    #[inline]
     pub const fn head_off() -> usize {
         HEAD_OFFSET
     }
 
+    #[inline]
     pub const fn tail_off() -> usize {
         TAIL_OFFSET
     }
 
+    #[inline]
     pub const fn flags_off() -> usize {
         FLAGS_OFFSET
     }
@@ -86,12 +90,14 @@ pub struct NeedsWake(pub bool);
 
 impl NeedsWake {
     /// True if the peer asked to be woken.
+    #[inline]
     pub fn is_needed(self) -> bool {
         self.0
     }
 }
 
 /// Reads a peer's wake-up request after a SeqCst fence, consuming it.
+#[inline]
 pub(crate) fn peer_wake(mem: &Mem, bit: u32) -> NeedsWake {
     if mem.load(View::flags_off(), Ordering::Relaxed) & bit == 0 {
         return NeedsWake(false);
