@@ -180,8 +180,8 @@ pub(crate) struct Inner {
     u2k_msz: u32,
     k2u_msz: u32,
     timeout: Duration,
-    // The views are declared (and so dropped) before `link`, which keeps the
-    // mapping alive.
+    // Each view keeps the mapping it points into alive; `close` takes all
+    // three out, which ends the binding.
     tx: Mutex<Option<Box<dyn View<Producer>>>>,
     rx: Mutex<Option<Rx>>,
     link: RwLock<Option<Box<dyn Link>>>,
