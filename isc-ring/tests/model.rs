@@ -431,7 +431,11 @@ fn run(msz: u32, num: u32, start: u32, ops: Vec<Op>) -> Result<(), TestCaseError
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        // Miri runs a handful; a normal run many.
+        cases: if cfg!(miri) { 4 } else { 512 },
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn ring_matches_model(
