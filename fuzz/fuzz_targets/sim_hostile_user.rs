@@ -84,6 +84,13 @@ fuzz_target!(|input: Input| {
         }
     }
     drop(ep);
+    // The host tears the channel down asynchronously; wait for it, so the
+    // next input can bind the UID again and no thread of this one lingers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while w.host.has_user(HOSTILE) {
+        assert!(std::time::Instant::now() < deadline, "hostile channel never torn down");
+        std::thread::sleep(Duration::from_micros(50));
+    }
     // Whatever the hostile channel did, the good one still answers.
     let mut good = w.good.lock().unwrap();
     let reply = good.call(b"ping", &mut buf, Some(Duration::from_secs(10))).expect("the good channel survives");
