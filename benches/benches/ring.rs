@@ -13,8 +13,14 @@
 //!
 //! Every message carries its index, and every receiver checks it, so no
 //! implementation can skip the copy.
+//!
+//! Cross-thread figures on a small shared VM drift by several times between
+//! runs (where the two vCPUs land matters), and criterion measures one
+//! contender after another. `ISC_RING_PAIRED=25 cargo bench -p isc-benches
+//! --bench ring` instead runs all streaming contenders back to back in each
+//! of 25 rounds and reports the median of the per-round ratios.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use isc_ring::{Consumer, Producer, RingConfig};
 use std::hint::{black_box, spin_loop};
@@ -233,145 +239,214 @@ fn isc_consume(mut rx: Consumer, per_message: bool) {
     black_box(&buf);
 }
 
+/// One streaming run of isc-ring: producer batches of `batch`, consumer
+/// releases per message if `per_message`.
+fn run_isc(batch: u32, per_message: bool) -> Duration {
+    two_threads(
+        1,
+        || {
+            let r = Ring::new();
+            let (tx, rx, mem) = (r.tx, r.rx, r._mem);
+            let produce = Box::new(move || isc_produce(tx, batch));
+            ((rx, mem), produce as Box<dyn FnOnce() + Send>)
+        },
+        |(rx, mem)| {
+            isc_consume(rx, per_message);
+            drop(mem);
+        },
+    )
+}
+
+/// One streaming run of `rtrb` with per-element `push` / `pop`.
+fn run_rtrb() -> Duration {
+    two_threads(
+        1,
+        || {
+            let (mut tx, rx) = rtrb::RingBuffer::<Msg>::new(DEPTH);
+            let produce = Box::new(move || {
+                let mut i = 0u64;
+                while i < STREAM {
+                    match tx.push(message(i)) {
+                        Ok(()) => i += 1,
+                        Err(_) => spin_loop(),
+                    }
+                }
+            });
+            (rx, produce as Box<dyn FnOnce() + Send>)
+        },
+        |mut rx| {
+            let mut i = 0u64;
+            while i < STREAM {
+                match rx.pop() {
+                    Ok(m) => {
+                        assert_eq!(index(&m), i);
+                        black_box(&m);
+                        i += 1;
+                    }
+                    Err(_) => spin_loop(),
+                }
+            }
+        },
+    )
+}
+
+/// One streaming run of `rtrb` with its slice calls, up to `BATCH` at a time.
+fn run_rtrb_slices() -> Duration {
+    two_threads(
+        1,
+        || {
+            let (mut tx, rx) = rtrb::RingBuffer::<Msg>::new(DEPTH);
+            let produce = Box::new(move || {
+                let mut out = [[0u8; MSG]; BATCH as usize];
+                let mut i = 0u64;
+                while i < STREAM {
+                    let n = (STREAM - i).min(BATCH as u64) as usize;
+                    for (k, m) in out[..n].iter_mut().enumerate() {
+                        *m = message(i + k as u64);
+                    }
+                    let (done, _) = tx.push_partial_slice(&out[..n]);
+                    if done.is_empty() {
+                        spin_loop();
+                    }
+                    i += done.len() as u64;
+                }
+            });
+            (rx, produce as Box<dyn FnOnce() + Send>)
+        },
+        |mut rx| {
+            let mut buf = [[0u8; MSG]; BATCH as usize];
+            let mut i = 0u64;
+            while i < STREAM {
+                let (got, _) = rx.pop_partial_slice(&mut buf);
+                if got.is_empty() {
+                    spin_loop();
+                }
+                for m in got.iter() {
+                    assert_eq!(index(m), i);
+                    i += 1;
+                }
+                black_box(&got);
+            }
+        },
+    )
+}
+
+/// One streaming run of crossbeam's `ArrayQueue`.
+fn run_array_queue() -> Duration {
+    two_threads(
+        1,
+        || {
+            let q = std::sync::Arc::new(ArrayQueue::<Msg>::new(DEPTH));
+            let tq = q.clone();
+            let produce = Box::new(move || {
+                let mut i = 0u64;
+                while i < STREAM {
+                    match tq.push(message(i)) {
+                        Ok(()) => i += 1,
+                        Err(_) => spin_loop(),
+                    }
+                }
+            });
+            (q, produce as Box<dyn FnOnce() + Send>)
+        },
+        |q| {
+            let mut i = 0u64;
+            while i < STREAM {
+                match q.pop() {
+                    Some(m) => {
+                        assert_eq!(index(&m), i);
+                        black_box(&m);
+                        i += 1;
+                    }
+                    None => spin_loop(),
+                }
+            }
+        },
+    )
+}
+
+/// A streaming contender: name, variant, one timed run.
+type Streamer = (&'static str, &'static str, fn() -> Duration);
+
+/// The streaming contenders.
+const STREAMERS: [Streamer; 5] = [
+    ("isc-ring", "batched", || run_isc(BATCH, false)),
+    ("isc-ring", "per-message", || run_isc(1, true)),
+    ("rtrb", "per-message", run_rtrb),
+    ("rtrb", "slices", run_rtrb_slices),
+    ("ArrayQueue", "per-message", run_array_queue),
+];
+
 fn stream(c: &mut Criterion) {
     let mut g = c.benchmark_group("ring_stream");
     g.throughput(Throughput::Elements(STREAM))
         .measurement_time(Duration::from_secs(6))
         .warm_up_time(Duration::from_secs(1))
         .sample_size(10);
-
-    for (name, batch, per_message) in [("batched", BATCH, false), ("per-message", 1, true)] {
-        g.bench_function(BenchmarkId::new("isc-ring", name), |b| {
-            b.iter_custom(|iters| {
-                two_threads(
-                    iters,
-                    || {
-                        let r = Ring::new();
-                        let (tx, rx, mem) = (r.tx, r.rx, r._mem);
-                        let produce = Box::new(move || isc_produce(tx, batch));
-                        ((rx, mem), produce as Box<dyn FnOnce() + Send>)
-                    },
-                    |(rx, mem)| {
-                        isc_consume(rx, per_message);
-                        drop(mem);
-                    },
-                )
-            })
+    for (name, how, run) in STREAMERS {
+        g.bench_function(BenchmarkId::new(name, how), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| run()).sum())
         });
     }
-
-    g.bench_function(BenchmarkId::new("rtrb", "per-message"), |b| {
-        b.iter_custom(|iters| {
-            two_threads(
-                iters,
-                || {
-                    let (mut tx, rx) = rtrb::RingBuffer::<Msg>::new(DEPTH);
-                    let produce = Box::new(move || {
-                        let mut i = 0u64;
-                        while i < STREAM {
-                            match tx.push(message(i)) {
-                                Ok(()) => i += 1,
-                                Err(_) => spin_loop(),
-                            }
-                        }
-                    });
-                    (rx, produce as Box<dyn FnOnce() + Send>)
-                },
-                |mut rx| {
-                    let mut i = 0u64;
-                    while i < STREAM {
-                        match rx.pop() {
-                            Ok(m) => {
-                                assert_eq!(index(&m), i);
-                                black_box(&m);
-                                i += 1;
-                            }
-                            Err(_) => spin_loop(),
-                        }
-                    }
-                },
-            )
-        })
-    });
-
-    g.bench_function(BenchmarkId::new("rtrb", "slices"), |b| {
-        b.iter_custom(|iters| {
-            two_threads(
-                iters,
-                || {
-                    let (mut tx, rx) = rtrb::RingBuffer::<Msg>::new(DEPTH);
-                    let produce = Box::new(move || {
-                        let mut out = [[0u8; MSG]; BATCH as usize];
-                        let mut i = 0u64;
-                        while i < STREAM {
-                            let n = (STREAM - i).min(BATCH as u64) as usize;
-                            for (k, m) in out[..n].iter_mut().enumerate() {
-                                *m = message(i + k as u64);
-                            }
-                            let (done, _) = tx.push_partial_slice(&out[..n]);
-                            if done.is_empty() {
-                                spin_loop();
-                            }
-                            i += done.len() as u64;
-                        }
-                    });
-                    (rx, produce as Box<dyn FnOnce() + Send>)
-                },
-                |mut rx| {
-                    let mut buf = [[0u8; MSG]; DEPTH];
-                    let mut i = 0u64;
-                    while i < STREAM {
-                        let (got, _) = rx.pop_partial_slice(&mut buf);
-                        if got.is_empty() {
-                            spin_loop();
-                        }
-                        for m in got.iter() {
-                            assert_eq!(index(m), i);
-                            i += 1;
-                        }
-                        black_box(&got);
-                    }
-                },
-            )
-        })
-    });
-
-    g.bench_function(BenchmarkId::new("ArrayQueue", "per-message"), |b| {
-        b.iter_custom(|iters| {
-            two_threads(
-                iters,
-                || {
-                    let q = std::sync::Arc::new(ArrayQueue::<Msg>::new(DEPTH));
-                    let tq = q.clone();
-                    let produce = Box::new(move || {
-                        let mut i = 0u64;
-                        while i < STREAM {
-                            match tq.push(message(i)) {
-                                Ok(()) => i += 1,
-                                Err(_) => spin_loop(),
-                            }
-                        }
-                    });
-                    (q, produce as Box<dyn FnOnce() + Send>)
-                },
-                |q| {
-                    let mut i = 0u64;
-                    while i < STREAM {
-                        match q.pop() {
-                            Some(m) => {
-                                assert_eq!(index(&m), i);
-                                black_box(&m);
-                                i += 1;
-                            }
-                            None => spin_loop(),
-                        }
-                    }
-                },
-            )
-        })
-    });
     g.finish();
 }
 
+/// Paired comparison for noisy machines: `rounds` rounds, each running every
+/// contender once back to back, then the median throughput of each and the
+/// median of the per-round ratios (both sides of a ratio ran under the same
+/// machine conditions).
+fn paired(rounds: usize) {
+    let mut mps: Vec<Vec<f64>> = vec![Vec::new(); STREAMERS.len()];
+    for _ in 0..rounds {
+        for (k, (_, _, run)) in STREAMERS.iter().enumerate() {
+            mps[k].push(STREAM as f64 / run().as_secs_f64() / 1e6);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (k, (name, how, _)) in STREAMERS.iter().enumerate() {
+        let v = &mps[k];
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
+        println!(
+            "{:<24} median {:7.2} M msg/s (min {lo:.2}, max {hi:.2})",
+            format!("{name} {how}"),
+            median(v.clone())
+        );
+    }
+    for ours in 0..2 {
+        for theirs in 2..STREAMERS.len() {
+            let r: Vec<f64> = mps[ours]
+                .iter()
+                .zip(&mps[theirs])
+                .map(|(a, b)| a / b)
+                .collect();
+            println!(
+                "{} {} / {} {}: median ratio {:.2}",
+                STREAMERS[ours].0,
+                STREAMERS[ours].1,
+                STREAMERS[theirs].0,
+                STREAMERS[theirs].1,
+                median(r)
+            );
+        }
+    }
+}
+
 criterion_group!(benches, single, stream);
-criterion_main!(benches);
+
+fn main() {
+    // `ISC_RING_PAIRED=<rounds>` prints a paired comparison instead.
+    if let Some(rounds) = std::env::var("ISC_RING_PAIRED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        paired(rounds);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
