@@ -42,11 +42,15 @@ fuzz_target!(|input: Input| {
     let mut last_seq = 0u32;
     for op in input.ops {
         match op {
-            Op::Push { len, flags } => match tx.push(&msg[..usize::from(len).min(msg.len())], flags) {
-                Ok(seq) => last_seq = seq,
-                Err(RingError::TooLarge { .. }) => assert!(usize::from(len).min(msg.len()) > msz),
-                Err(_) => {}
-            },
+            Op::Push { len, flags } => {
+                match tx.push(&msg[..usize::from(len).min(msg.len())], flags) {
+                    Ok(seq) => last_seq = seq,
+                    Err(RingError::TooLarge { .. }) => {
+                        assert!(usize::from(len).min(msg.len()) > msz)
+                    }
+                    Err(_) => {}
+                }
+            }
             Op::ReserveCommit { fill, len } => {
                 if let Ok(Some(mut slot)) = tx.reserve() {
                     let payload = slot.payload_mut();

@@ -50,17 +50,30 @@ fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let host = SimHost::new().expect("host");
-        host.register(HOSTILE, Arc::new(EchoDriver::new())).expect("register");
-        host.register(GOOD, Arc::new(EchoDriver::new())).expect("register");
-        let good = host.bind(&request(GOOD, 64, 8)).expect("bind the good channel");
-        World { host, good: Mutex::new(good) }
+        host.register(HOSTILE, Arc::new(EchoDriver::new()))
+            .expect("register");
+        host.register(GOOD, Arc::new(EchoDriver::new()))
+            .expect("register");
+        let good = host
+            .bind(&request(GOOD, 64, 8))
+            .expect("bind the good channel");
+        World {
+            host,
+            good: Mutex::new(good),
+        }
     })
 }
 
 fuzz_target!(|input: Input| {
     let w = world();
-    let req = request(HOSTILE, u32::from(input.msz) + 1, u32::from(input.num % 16) + 1);
-    let Ok(mut ep) = w.host.bind(&req) else { return };
+    let req = request(
+        HOSTILE,
+        u32::from(input.msz) + 1,
+        u32::from(input.num % 16) + 1,
+    );
+    let Ok(mut ep) = w.host.bind(&req) else {
+        return;
+    };
     let region = ep.link().region_ptr();
     let len = ep.link().region_len();
     let mut buf = [0u8; 256];
@@ -73,7 +86,11 @@ fuzz_target!(|input: Input| {
                 unsafe { region.as_ptr().add(off).cast::<u32>().write_volatile(value) };
             }
             Op::Call { len } => {
-                let _ = ep.call(&buf[..usize::from(len).min(usize::from(input.msz) + 1)], &mut [0; 256], WAIT);
+                let _ = ep.call(
+                    &buf[..usize::from(len).min(usize::from(input.msz) + 1)],
+                    &mut [0; 256],
+                    WAIT,
+                );
             }
             Op::Kick => {
                 let _ = ep.link().kick();
@@ -88,11 +105,16 @@ fuzz_target!(|input: Input| {
     // next input can bind the UID again and no thread of this one lingers.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while w.host.has_user(HOSTILE) {
-        assert!(std::time::Instant::now() < deadline, "hostile channel never torn down");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hostile channel never torn down"
+        );
         std::thread::sleep(Duration::from_micros(50));
     }
     // Whatever the hostile channel did, the good one still answers.
     let mut good = w.good.lock().unwrap();
-    let reply = good.call(b"ping", &mut buf, Some(Duration::from_secs(10))).expect("the good channel survives");
+    let reply = good
+        .call(b"ping", &mut buf, Some(Duration::from_secs(10)))
+        .expect("the good channel survives");
     assert_eq!(&buf[..reply.len], b"gnip");
 });

@@ -21,7 +21,12 @@ pub enum Setup {
     /// A valid ring of a small geometry (see [`Setup::geometry`]), then
     /// scribbles. Small rings keep executions fast; the geometry rules
     /// themselves are covered by the unit and property tests.
-    Valid { msz: u16, num: u8, start_index: u32, scribbles: Vec<Scribble> },
+    Valid {
+        msz: u16,
+        num: u8,
+        start_index: u32,
+        scribbles: Vec<Scribble>,
+    },
     /// Entirely arbitrary bytes of arbitrary length.
     Raw(Vec<u8>),
 }
@@ -45,7 +50,9 @@ impl Guarded {
         let len = match setup {
             Setup::Valid { msz, num, .. } => {
                 let (msz, num) = Setup::geometry(*msz, *num);
-                RingConfig::new(msz, num).map(|c| c.ring_bytes() as usize).unwrap_or(4096)
+                RingConfig::new(msz, num)
+                    .map(|c| c.ring_bytes() as usize)
+                    .unwrap_or(4096)
             }
             Setup::Raw(bytes) => bytes.len().min(1 << 16),
         };
@@ -53,7 +60,12 @@ impl Guarded {
         let start = GUARD + (GUARD - buf.as_ptr() as usize % GUARD) % GUARD;
         let ring = &mut buf[start..start + len];
         match setup {
-            Setup::Valid { msz, num, start_index, scribbles } => {
+            Setup::Valid {
+                msz,
+                num,
+                start_index,
+                scribbles,
+            } => {
                 let (msz, num) = Setup::geometry(*msz, *num);
                 if let Ok(cfg) = RingConfig::new(msz, num) {
                     cfg.init(ring).expect("aligned and long enough");
@@ -96,6 +108,9 @@ impl Guarded {
     pub fn check_guards(&self) {
         let before = &self.buf[..self.start];
         let after = &self.buf[self.start + self.len..];
-        assert!(before.iter().chain(after).all(|&b| b == GUARD_BYTE), "write outside the ring");
+        assert!(
+            before.iter().chain(after).all(|&b| b == GUARD_BYTE),
+            "write outside the ring"
+        );
     }
 }
