@@ -266,6 +266,13 @@ impl Incoming<'_> {
     /// message in place, if `reply` exceeds `msz`.
     #[inline]
     pub fn complete(self, rc: i32, reply: &[u8]) -> Result<(), RingError> {
+        self.complete_with_flags(rc, reply, 0)
+    }
+
+    /// Like [`Incoming::complete`], also setting `extra` slot flags (such as
+    /// [`slot_flags::NOT_DELIVERED`]) next to [`slot_flags::COMPLETED`].
+    #[inline]
+    pub fn complete_with_flags(self, rc: i32, reply: &[u8], extra: u32) -> Result<(), RingError> {
         let c = self.consumer;
         if reply.len() > c.view.msz as usize {
             return Err(RingError::TooLarge {
@@ -277,7 +284,7 @@ impl Incoming<'_> {
         c.view
             .mem
             .store(self.slot + LEN, reply.len() as u32, Ordering::Relaxed);
-        Self::finish(c, self.slot, self.flags, rc);
+        Self::finish(c, self.slot, self.flags | extra, rc);
         Ok(())
     }
 

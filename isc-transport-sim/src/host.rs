@@ -37,8 +37,8 @@ use crate::endpoint::UserEndpoint;
 use crate::error::{Fault, PostError, SimError, Uid};
 use crate::sys::{fired, poll_timeout, Doorbell, Region, SpinWait};
 use crate::wire::{self, BindReply};
-use isc_ring::abi::{errno, slot_flags, BindRequest, BindResponse, SlotHeader, SLOTS_OFFSET};
-use isc_ring::{ChannelLayout, Consumer, Producer, RingConfig, RingError};
+use isc_ring::abi::{errno, slot_flags, BindRequest, BindResponse};
+use isc_ring::{ChannelLayout, Consumer, Producer, RingError};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
@@ -50,7 +50,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -309,7 +309,6 @@ struct SyncState {
 pub(crate) struct Channel {
     uid: u32,
     k2u_msz: u32,
-    layout: ChannelLayout,
     k2u: Mutex<K2u>,
     /// User -> service thread: `u2k` has messages, or `k2u` has space.
     /// Also rung by the host itself to make the service thread look at
@@ -754,7 +753,6 @@ impl HostInner {
         let ch = Arc::new(Channel {
             uid: req.uid,
             k2u_msz: layout.k2u().msz(),
-            layout,
             k2u: Mutex::new(K2u {
                 producer: tx,
                 state: LinkState::Unbound,
@@ -1079,11 +1077,7 @@ impl Service {
         let mut batch = 0;
         loop {
             let Self {
-                ch,
-                rx,
-                msg,
-                current,
-                ..
+                rx, msg, current, ..
             } = self;
             let inc = match rx.peek() {
                 Ok(Some(inc)) => inc,
@@ -1109,8 +1103,7 @@ impl Service {
                     Counters::add(&host.counters.messages, 1);
                 }
                 None => {
-                    let _ = inc.complete(-errno::ENODEV, &[]);
-                    mark_not_delivered(ch, seq);
+                    let _ = inc.complete_with_flags(-errno::ENODEV, &[], slot_flags::NOT_DELIVERED);
                     Counters::add(&host.counters.not_delivered, 1);
                 }
             }
@@ -1171,30 +1164,4 @@ impl Drop for Service {
             self.ch.mark_closed();
         }
     }
-}
-
-/// Sets `NOT_DELIVERED` on a completed, not yet released `u2k` slot.
-///
-/// `Incoming::complete` writes `flags | COMPLETED`; the extra bit is stored
-/// afterwards, before the release that hands the slot back.
-fn mark_not_delivered(ch: &Channel, seq: u32) {
-    let cfg: RingConfig = ch.layout.u2k();
-    let idx = (seq & (cfg.slot_count() - 1)) as usize;
-    let off = SLOTS_OFFSET as usize
-        + idx * cfg.slot_stride() as usize
-        + core::mem::offset_of!(SlotHeader, flags);
-    if off + 4 > cfg.ring_bytes() as usize {
-        return;
-    }
-    // SAFETY: `off` lies within the u2k ring (checked above against the
-    // geometry the host itself chose, never against shared bytes), the ring
-    // starts page-aligned and `off` is a multiple of 4, and the mapping is
-    // owned by `ch`. The slot belongs to this consumer until the next
-    // release; the user may write it anyway, which an atomic store tolerates.
-    let word = unsafe { AtomicU32::from_ptr(ch.region.ptr().as_ptr().add(off).cast::<u32>()) };
-    // Relaxed: published by the Release store of `tail` in the next release.
-    word.store(
-        slot_flags::KIND_MSG | slot_flags::COMPLETED | slot_flags::NOT_DELIVERED,
-        Ordering::Relaxed,
-    );
 }
