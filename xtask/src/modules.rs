@@ -39,7 +39,8 @@ pub fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Copies `root/driver` to `out/driver` and runs `make KDIR=<headers>` there.
+/// Copies `root/driver` to `out/driver` and runs `make KDIR=<headers> W=1`
+/// there. A compiler warning counts as a failed build.
 /// A missing driver tree or a failed build is reported in
 /// [`Modules::problem`], not as an error: the guest still boots and the
 /// tests report what the missing module means.
@@ -59,6 +60,7 @@ pub fn build(root: &Path, headers: &Path, out: &Path) -> Result<Modules> {
     let log = out.join("make.log");
     let output = Command::new("make")
         .arg(format!("KDIR={}", headers.display()))
+        .arg("W=1")
         .arg("-j2")
         .current_dir(&dir)
         .env("PWD", &dir)
@@ -67,6 +69,18 @@ pub fn build(root: &Path, headers: &Path, out: &Path) -> Result<Modules> {
     let mut text = output.stdout;
     text.extend_from_slice(&output.stderr);
     std::fs::write(&log, &text).with_context(|| format!("writing {}", log.display()))?;
+    let warnings = compiler_warnings(&String::from_utf8_lossy(&text));
+    if output.status.success() && !warnings.is_empty() {
+        return Ok(Modules {
+            kos: Vec::new(),
+            problem: Some(format!(
+                "make W=1 printed {} warning(s); see {}:\n      {}",
+                warnings.len(),
+                log.display(),
+                warnings.join("\n      ")
+            )),
+        });
+    }
     if !output.status.success() {
         let tail = String::from_utf8_lossy(&text)
             .lines()
@@ -89,6 +103,14 @@ pub fn build(root: &Path, headers: &Path, out: &Path) -> Result<Modules> {
     let mut kos = Vec::new();
     find_kos(&dir, &mut kos)?;
     Ok(order(kos))
+}
+
+/// The compiler's `warning:` lines of a build log.
+fn compiler_warnings(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("warning:"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Puts the core module first and reports if it is missing.
@@ -146,6 +168,13 @@ fn find_kos(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compiler_warnings_are_found() {
+        let log = "  CC [M]  src/isc_main.o\nsrc/isc_main.c:10:5: warning: unused variable 'x' [-Wunused-variable]\nSkipping BTF generation for isc.ko due to unavailability of vmlinux\n";
+        assert_eq!(compiler_warnings(log).len(), 1);
+        assert!(compiler_warnings("  LD [M]  isc.ko\n").is_empty());
+    }
 
     #[test]
     fn build_output_is_not_copied() {
