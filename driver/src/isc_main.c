@@ -785,7 +785,8 @@ static long isc_kick(struct isc_handle *ch)
 		struct isc_drv *drv;
 		int rc;
 
-		if (seq != idx || len > r->msz) {
+		/* A user message carries no flags: a control kind or a stray bit is corruption. */
+		if (seq != idx || len > r->msz || flags != ISC_SLOT_KIND_MSG) {
 			isc_mark_corrupt(ch, ISC_CORRUPT_U2K);
 			ret = -EIO;
 			break;

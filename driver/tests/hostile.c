@@ -522,6 +522,14 @@ static void s_seq(struct chan *c)
 	slot(&c->u2k, 0)->seq = 4;
 }
 
+static void s_flags(struct chan *c)
+{
+	struct sam_msg m = { 0 };
+
+	push(c, &m, sizeof(m));
+	slot(&c->u2k, 0)->flags = ISC_SLOT_KIND_BOUND;
+}
+
 static void s_second_slot(struct chan *c)
 {
 	struct sam_msg m = { 0 };
@@ -1079,12 +1087,14 @@ int main(int argc, char **argv)
 	scribble_case("len", s_len);
 	scribble_case("len_huge", s_len_huge);
 	scribble_case("seq", s_seq);
+	scribble_case("flags", s_flags);
 	scribble_case("second_slot", s_second_slot);
 	/* The same on the sample's channel, where messages reach a driver. */
 	scribble_case_on(SAM0, "bound_head_far", s_head_far);
 	scribble_case_on(SAM0, "bound_len", s_len);
 	scribble_case_on(SAM0, "bound_len_huge", s_len_huge);
 	scribble_case_on(SAM0, "bound_seq", s_seq);
+	scribble_case_on(SAM0, "bound_flags", s_flags);
 	scribble_case_on(SAM0, "bound_second_slot", s_second_slot);
 	test_scribble_info();
 	test_tail_rewrite();
