@@ -21,7 +21,7 @@
 //! at once and kicks only if the host's service thread sleeps.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use isc_ring::abi::{BindRequest, RingRequest, ABI_VERSION};
+use isc_ring::abi::{BindRequest, RingRequest};
 use isc_transport_sim::sample::SinkDriver;
 use isc_transport_sim::{SimClient, SimError, SimHost, UserEndpoint};
 use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
@@ -179,13 +179,7 @@ impl Peer {
             msz: MSG as u32,
             num: DEPTH,
         };
-        let req = BindRequest {
-            abi_version: ABI_VERSION,
-            uid: UID,
-            u2k: ring,
-            k2u: ring,
-            ..Default::default()
-        };
+        let req = BindRequest::new(UID, ring, ring);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             match SimClient::connect(&self.path, &req) {

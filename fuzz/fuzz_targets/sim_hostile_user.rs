@@ -5,7 +5,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use isc_ring::abi::{BindRequest, RingRequest, ABI_VERSION};
+use isc_ring::abi::{BindRequest, RingRequest};
 use isc_transport_sim::sample::EchoDriver;
 use isc_transport_sim::{SimHost, UserEndpoint};
 use libfuzzer_sys::fuzz_target;
@@ -37,13 +37,7 @@ struct World {
 }
 
 fn request(uid: u32, msz: u32, num: u32) -> BindRequest {
-    BindRequest {
-        abi_version: ABI_VERSION,
-        uid,
-        u2k: RingRequest { msz, num },
-        k2u: RingRequest { msz, num },
-        ..Default::default()
-    }
+    BindRequest::new(uid, RingRequest::new(msz, num), RingRequest::new(msz, num))
 }
 
 fn world() -> &'static World {

@@ -135,6 +135,13 @@ pub struct RingRequest {
     pub num: u32,
 }
 
+impl RingRequest {
+    /// A request for `num` messages of `msz` bytes.
+    pub const fn new(msz: u32, num: u32) -> Self {
+        Self { msz, num }
+    }
+}
+
 /// Input of `ISC_IOC_BIND`.
 #[repr(C)]
 #[derive(
@@ -153,6 +160,26 @@ pub struct BindRequest {
     pub flags: u32,
     /// Must be 0.
     pub reserved: u32,
+}
+
+impl BindRequest {
+    /// A request of this ABI version for `uid`, with no flags.
+    ///
+    /// ```
+    /// use isc_ring::abi::{BindRequest, RingRequest, ABI_VERSION};
+    /// let req = BindRequest::new(7, RingRequest::new(64, 8), RingRequest::new(12, 4));
+    /// assert_eq!((req.abi_version, req.uid, req.k2u.msz, req.flags), (ABI_VERSION, 7, 12, 0));
+    /// ```
+    pub const fn new(uid: u32, u2k: RingRequest, k2u: RingRequest) -> Self {
+        Self {
+            abi_version: ABI_VERSION,
+            uid,
+            u2k,
+            k2u,
+            flags: 0,
+            reserved: 0,
+        }
+    }
 }
 
 /// Output of `ISC_IOC_BIND`.

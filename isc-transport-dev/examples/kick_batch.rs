@@ -5,7 +5,7 @@
 //! Needs `/dev/isc` with the `isc` and `isc_sample` modules loaded (run by
 //! `cargo xtask vm-test` inside its VM). Usage: `kick_batch [CALLS]`.
 
-use isc_ring::abi::{BindRequest, RingRequest, ABI_VERSION};
+use isc_ring::abi::{BindRequest, RingRequest};
 use isc_transport_dev::DevEndpoint;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -62,16 +62,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let req = BindRequest {
-        abi_version: ABI_VERSION,
-        uid: u32::from_le_bytes(*b"sam0"),
-        u2k: RingRequest {
-            msz: 12,
-            num: BATCH as u32,
-        },
-        k2u: RingRequest { msz: 12, num: 8 },
-        ..Default::default()
-    };
+    let req = BindRequest::new(
+        u32::from_le_bytes(*b"sam0"),
+        RingRequest::new(12, BATCH as u32),
+        RingRequest::new(12, 8),
+    );
     let mut ep = match DevEndpoint::bind(None, req) {
         Ok(ep) => ep,
         Err(e) => {

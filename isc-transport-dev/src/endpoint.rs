@@ -206,16 +206,11 @@ impl<T> DerefMut for Attached<T> {
 /// consumes from `k2u` (posts and control messages).
 ///
 /// ```no_run
-/// use isc_ring::abi::{BindRequest, RingRequest, ABI_VERSION};
+/// use isc_ring::abi::{BindRequest, RingRequest};
 /// use isc_transport_dev::DevEndpoint;
 ///
-/// let req = BindRequest {
-///     abi_version: ABI_VERSION,
-///     uid: u32::from_le_bytes(*b"sam0"),
-///     u2k: RingRequest { msz: 12, num: 32 },
-///     k2u: RingRequest { msz: 12, num: 32 },
-///     ..Default::default()
-/// };
+/// let ring = RingRequest::new(12, 32);
+/// let req = BindRequest::new(u32::from_le_bytes(*b"sam0"), ring, ring);
 /// let mut ep = DevEndpoint::bind(None, req)?;
 /// // Write register 3 := 7 on the sample driver.
 /// let msg: Vec<u8> = [2u32, 3, 7].iter().flat_map(|w| w.to_ne_bytes()).collect();
@@ -448,24 +443,16 @@ fn check_ring(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use isc_ring::abi::{slot_flags, RingRequest, ABI_VERSION, RING_MAGIC};
+    use isc_ring::abi::{slot_flags, RingRequest, RING_MAGIC};
     use isc_ring::{BindError, ConfigError, Corruption, RingError};
     use std::io::Write;
 
     fn req(u2k: (u32, u32), k2u: (u32, u32)) -> BindRequest {
-        BindRequest {
-            abi_version: ABI_VERSION,
-            uid: u32::from_le_bytes(*b"tst0"),
-            u2k: RingRequest {
-                msz: u2k.0,
-                num: u2k.1,
-            },
-            k2u: RingRequest {
-                msz: k2u.0,
-                num: k2u.1,
-            },
-            ..Default::default()
-        }
+        BindRequest::new(
+            u32::from_le_bytes(*b"tst0"),
+            RingRequest::new(u2k.0, u2k.1),
+            RingRequest::new(k2u.0, k2u.1),
+        )
     }
 
     fn good_response(layout: &ChannelLayout, bound: u32) -> BindResponse {

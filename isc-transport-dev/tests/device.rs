@@ -30,19 +30,11 @@ const REGISTERS: u32 = 256;
 const PATIENCE: Duration = Duration::from_secs(10);
 
 fn request(uid: u32, u2k: (u32, u32), k2u: (u32, u32)) -> BindRequest {
-    BindRequest {
-        abi_version: ABI_VERSION,
+    BindRequest::new(
         uid,
-        u2k: RingRequest {
-            msz: u2k.0,
-            num: u2k.1,
-        },
-        k2u: RingRequest {
-            msz: k2u.0,
-            num: k2u.1,
-        },
-        ..Default::default()
-    }
+        RingRequest::new(u2k.0, u2k.1),
+        RingRequest::new(k2u.0, k2u.1),
+    )
 }
 
 fn bind(uid: u32) -> DevEndpoint {

@@ -195,17 +195,10 @@ pub(crate) fn recv_msg(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use isc_ring::abi::{RingRequest, ABI_VERSION};
+    use isc_ring::abi::RingRequest;
 
     fn req() -> BindRequest {
-        BindRequest {
-            abi_version: ABI_VERSION,
-            uid: 7,
-            u2k: RingRequest { msz: 64, num: 8 },
-            k2u: RingRequest { msz: 32, num: 4 },
-            flags: 0,
-            reserved: 0,
-        }
+        BindRequest::new(7, RingRequest::new(64, 8), RingRequest::new(32, 4))
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::link::{Bound, Link, View};
 use crate::transport::Transport;
 use crate::{Error, Result, Uid};
 use crossbeam_utils::Backoff;
-use isc_ring::abi::{slot_flags, BindRequest, RingRequest, ABI_VERSION};
+use isc_ring::abi::{slot_flags, BindRequest, RingRequest};
 use isc_ring::{ChannelLayout, Consumer, Producer};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -82,14 +82,7 @@ impl ChannelBuilder {
     /// Validates the sizes (the same rules on every transport), binds the
     /// UID and maps the channel.
     pub fn open(self) -> Result<Channel> {
-        let req = BindRequest {
-            abi_version: ABI_VERSION,
-            uid: self.uid.raw(),
-            u2k: self.u2k,
-            k2u: self.k2u,
-            flags: 0,
-            reserved: 0,
-        };
+        let req = BindRequest::new(self.uid.raw(), self.u2k, self.k2u);
         ChannelLayout::from_request(&req)?;
         let transport = match self.transport {
             Some(t) => t,

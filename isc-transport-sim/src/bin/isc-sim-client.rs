@@ -20,9 +20,7 @@
 //!   its next post). Answers `ok`;
 //! - `quit` (or end of input): unbinds and exits.
 
-use isc_ring::abi::{
-    BindRequest, RingRequest, ABI_VERSION, HEAD_OFFSET, SLOTS_OFFSET, TAIL_OFFSET,
-};
+use isc_ring::abi::{BindRequest, RingRequest, HEAD_OFFSET, SLOTS_OFFSET, TAIL_OFFSET};
 use isc_transport_sim::{Event, SimClient, Uid, UserEndpoint};
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -137,13 +135,7 @@ fn main() -> ExitCode {
         return usage();
     };
     let ring = RingRequest { msz, num: depth };
-    let req = BindRequest {
-        abi_version: ABI_VERSION,
-        uid,
-        u2k: ring,
-        k2u: ring,
-        ..Default::default()
-    };
+    let req = BindRequest::new(uid, ring, ring);
     let mut ep = match SimClient::connect(path, &req) {
         Ok(ep) => ep,
         Err(e) => {

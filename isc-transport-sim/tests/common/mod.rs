@@ -1,9 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use isc_ring::abi::{
-    BindRequest, RingRequest, ABI_VERSION, HEAD_OFFSET, SLOTS_OFFSET, TAIL_OFFSET,
-};
+use isc_ring::abi::{BindRequest, RingRequest, HEAD_OFFSET, SLOTS_OFFSET, TAIL_OFFSET};
 use isc_transport_sim::{Event, Handle, Message, SimDriver, SimError, UserEndpoint};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -22,14 +20,7 @@ pub fn uid(code: &[u8; 4]) -> u32 {
 }
 
 pub fn req(uid: u32, msz: u32, num: u32) -> BindRequest {
-    BindRequest {
-        abi_version: ABI_VERSION,
-        uid,
-        u2k: RingRequest { msz, num },
-        k2u: RingRequest { msz, num },
-        flags: 0,
-        reserved: 0,
-    }
+    BindRequest::new(uid, RingRequest::new(msz, num), RingRequest::new(msz, num))
 }
 
 pub fn sock_path(tag: &str) -> PathBuf {
