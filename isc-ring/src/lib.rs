@@ -63,12 +63,14 @@ mod error;
 mod mem;
 mod producer;
 mod sync;
+mod uid;
 mod view;
 
 pub use config::{ChannelLayout, RingConfig};
 pub use consumer::{Consumer, Incoming};
 pub use error::{BindError, ConfigError, Corruption, RingError};
 pub use producer::{Completion, Outgoing, Producer};
+pub use uid::{ParseUidError, Uid};
 pub use view::NeedsWake;
 
 /// The modelled shared memory the loom tests build rings in.

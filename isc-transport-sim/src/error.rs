@@ -1,31 +1,8 @@
 //! Errors of the simulated transport.
 
-use core::fmt;
 use isc_ring::{BindError, Corruption, RingError};
 
-/// A channel UID shown as its fourcc (`'sam0'`) when printable, else in hex.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Uid(pub u32);
-
-impl Uid {
-    /// The UID of a fourcc such as `b"sam0"` (little-endian, as the ABI stores it).
-    pub const fn from_fourcc(code: &[u8; 4]) -> Self {
-        Self(u32::from_le_bytes(*code))
-    }
-}
-
-impl fmt::Display for Uid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bytes = self.0.to_le_bytes();
-        if bytes.iter().all(|b| b.is_ascii_graphic()) {
-            // All four bytes are printable ASCII, hence valid UTF-8.
-            let text: String = bytes.iter().map(|&b| char::from(b)).collect();
-            write!(f, "'{text}'")
-        } else {
-            write!(f, "{:#010x}", self.0)
-        }
-    }
-}
+pub use isc_ring::Uid;
 
 /// Why a channel was judged broken by the side that reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -108,7 +85,7 @@ pub enum SimError {
     #[error("bind refused: {0}")]
     Bind(#[from] BindError),
     /// The UID is already bound by another user.
-    #[error("UID {uid} is already bound by another user")]
+    #[error("UID '{uid}' is already bound by another user")]
     Busy {
         /// The UID.
         uid: Uid,
@@ -120,13 +97,13 @@ pub enum SimError {
         errno: i32,
     },
     /// A driver is already registered for the UID.
-    #[error("a driver is already registered for UID {uid}")]
+    #[error("a driver is already registered for UID '{uid}'")]
     AlreadyRegistered {
         /// The UID.
         uid: Uid,
     },
     /// No driver is registered for the UID.
-    #[error("no driver is registered for UID {uid}")]
+    #[error("no driver is registered for UID '{uid}'")]
     NotRegistered {
         /// The UID.
         uid: Uid,
@@ -210,16 +187,5 @@ impl PostError {
             PostError::TooLarge { .. } => -isc_ring::abi::errno::E2BIG,
             PostError::NotBound => -isc_ring::abi::errno::ENODEV,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uid_display() {
-        assert_eq!(Uid::from_fourcc(b"sam0").to_string(), "'sam0'");
-        assert_eq!(Uid(0x0000_0001).to_string(), "0x00000001");
     }
 }

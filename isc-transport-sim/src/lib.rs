@@ -25,7 +25,7 @@
 //! use std::time::Duration;
 //!
 //! let host = SimHost::new()?;
-//! let uid = Uid::from_fourcc(b"sam0").0;
+//! let uid = Uid::fourcc(*b"sam0").raw();
 //! host.register(uid, Arc::new(EchoDriver::new()))?;
 //!
 //! let req = BindRequest {

@@ -52,14 +52,13 @@ mod link;
 pub mod testdrv;
 mod transport;
 mod typed;
-mod uid;
 
 pub use channel::{Channel, ChannelBuilder, ChannelHandle, Events, Reply, DEFAULT_TIMEOUT};
 pub use dispatch::{FnListener, Listener, ListenerId};
 pub use error::{Error, Result};
 pub use event::{decode, Event, Message};
+pub use isc_ring::Uid;
 pub use transport::Transport;
-pub use uid::Uid;
 
 /// The simulated transport: host userspace drivers for development and tests.
 pub use isc_transport_sim as sim;

@@ -17,13 +17,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 fn parse_uid(s: &str) -> Option<u32> {
-    if let Some(hex) = s.strip_prefix("0x") {
-        return u32::from_str_radix(hex, 16).ok();
-    }
-    if let Ok(code) = <[u8; 4]>::try_from(s.as_bytes()) {
-        return Some(Uid::from_fourcc(&code).0);
-    }
-    s.parse().ok()
+    s.parse::<Uid>().ok().map(Uid::raw)
 }
 
 fn main() -> ExitCode {
