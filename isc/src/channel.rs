@@ -557,7 +557,8 @@ impl ChannelHandle {
     pub fn recv(&self, timeout: Duration) -> Result<Event> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(ev) = self.try_recv()? {
+            // `wait_posts` announces the sleep itself: no need to arm the fd.
+            if let Some(ev) = self.next_event(false)? {
                 return Ok(ev);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -573,6 +574,12 @@ impl ChannelHandle {
     /// When it returns `Ok(None)` the channel's fd is armed: it becomes
     /// readable when the next event arrives (see [`Channel`]'s `AsFd`).
     pub fn try_recv(&self) -> Result<Option<Event>> {
+        self.next_event(true)
+    }
+
+    /// Takes the next queued event; if there is none and `arm` is set,
+    /// arms the fd for the next one.
+    fn next_event(&self, arm: bool) -> Result<Option<Event>> {
         let inner = &*self.0;
         let mut guard = inner.rx();
         let rx = guard.as_mut().ok_or(Error::Closed)?;
@@ -580,7 +587,7 @@ impl ChannelHandle {
             return Err(Error::ListenersActive);
         }
         let mut kind = inner.take_event(rx)?;
-        if kind.is_none() {
+        if kind.is_none() && arm {
             // Arm the fd: clear stale doorbell tokens, then ask the driver
             // side for a doorbell; the re-check closes the race with a post
             // that landed in between.
