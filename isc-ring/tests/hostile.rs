@@ -637,7 +637,10 @@ fn exercise(a: &Arena, steps: &[Step]) -> Result<(), TestCaseError> {
                 let r = tx.write_chunk(n).map(|mut chunk| {
                     let reserved = chunk.remaining();
                     let mut k = 0;
-                    while chunk.push(&buf[..(k + usize::from(fill)) % (msz + 1)], 0).is_ok() {
+                    while chunk
+                        .push(&buf[..(k + usize::from(fill)) % (msz + 1)], 0)
+                        .is_ok()
+                    {
                         k += 1;
                     }
                     (reserved, k, chunk.remaining())
