@@ -192,6 +192,9 @@ pub(crate) struct Inner {
     dispatcher: Mutex<Option<(JoinHandle<()>, ThreadId)>>,
     undelivered: Arc<AtomicU64>,
     pub listener_panics: AtomicU64,
+    /// The completion doorbell as registered with a tokio runtime.
+    #[cfg(feature = "tokio")]
+    pub completion_fd: std::sync::OnceLock<tokio::io::unix::AsyncFd<crate::asynch::Fd>>,
 }
 
 /// Locks a mutex, recovering it if a panicking listener poisoned it: the
@@ -223,6 +226,8 @@ impl Inner {
             dispatcher: Mutex::new(None),
             undelivered,
             listener_panics: AtomicU64::new(0),
+            #[cfg(feature = "tokio")]
+            completion_fd: std::sync::OnceLock::new(),
         }
     }
 
@@ -424,7 +429,9 @@ impl ChannelHandle {
     ///
     /// After a timeout the request may still reach the driver (it was
     /// published): its reply is then discarded, never handed to another
-    /// caller.
+    /// caller. The timeout bounds waiting, not the driver: on the device,
+    /// the thread that kicks runs the driver's handler inside the KICK, so
+    /// a call whose own KICK is running returns when the handler does.
     pub fn call_timeout(
         &self,
         request: &[u8],

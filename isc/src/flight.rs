@@ -239,6 +239,52 @@ pub(crate) enum Slot {
 // moves between threads only inside the ring's mutex.
 unsafe impl Send for Slot {}
 
+/// Hands one completion to whatever its slot entry says, under the ring
+/// lock (`&mut` to the entry is only had there), leaving the entry free.
+/// Returns true for an undelivered one-way message (to be counted).
+pub(crate) fn complete(
+    slot: &mut Slot,
+    rc: i32,
+    not_delivered: bool,
+    reply_len: usize,
+    copy: impl FnOnce(&mut [u8]) -> usize,
+) -> bool {
+    match std::mem::take(slot) {
+        Slot::Free | Slot::Abandoned => false,
+        Slot::Send => not_delivered,
+        Slot::Call(target) => {
+            let len = if not_delivered { 0 } else { reply_len };
+            // SAFETY: under the ring lock, and the record was registered
+            // in this entry until just now (so alive and pending).
+            unsafe {
+                target.record().deliver(rc, not_delivered, len, |buf| {
+                    if not_delivered {
+                        0
+                    } else {
+                        copy(buf)
+                    }
+                })
+            };
+            false
+        }
+    }
+}
+
+/// Withdraws `record` from its entry (under the ring lock): its completion
+/// will be discarded. False if the entry no longer holds it (the record is
+/// done, its outcome there to take).
+pub(crate) fn withdraw(slot: &mut Slot, record: &Record) -> bool {
+    match slot {
+        Slot::Call(t) if std::ptr::eq(t.record(), record) => {
+            // SAFETY: under the ring lock.
+            unsafe { record.set_waiter(None) };
+            *slot = Slot::Abandoned;
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The sending side of a channel: the `u2k` producer and the slot table,
 /// always behind the channel's ring lock.
 pub(crate) struct Tx {
@@ -322,29 +368,12 @@ impl Tx {
             *drained = seq.wrapping_add(1);
             n += 1;
             let not_delivered = done.flags() & slot_flags::NOT_DELIVERED != 0;
-            match std::mem::take(&mut slots[(seq & *mask) as usize]) {
-                Slot::Free | Slot::Abandoned => {}
-                Slot::Send => {
-                    if not_delivered {
-                        undelivered.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Slot::Call(target) => {
-                    let len = if not_delivered { 0 } else { done.reply_len() };
-                    // SAFETY: we hold the ring lock (we have `&mut Tx`) and
-                    // took the record out of its Call entry just now.
-                    unsafe {
-                        target
-                            .record()
-                            .deliver(done.rc(), not_delivered, len, |buf| {
-                                if not_delivered {
-                                    0
-                                } else {
-                                    done.read_reply(buf)
-                                }
-                            })
-                    };
-                }
+            let slot = &mut slots[(seq & *mask) as usize];
+            let reply_len = done.reply_len();
+            if complete(slot, done.rc(), not_delivered, reply_len, |buf| {
+                done.read_reply(buf)
+            }) {
+                undelivered.fetch_add(1, Ordering::Relaxed);
             }
         }
         if n > 0 {
@@ -375,16 +404,7 @@ impl Tx {
     /// discarded. False if the record was already done (its outcome is
     /// there to take).
     pub fn abandon(&mut self, seq: u32, record: &Record) -> bool {
-        let slot = &mut self.slots[(seq & self.mask) as usize];
-        match slot {
-            Slot::Call(t) if std::ptr::eq(t.record(), record) => {
-                // SAFETY: we hold the ring lock.
-                unsafe { record.set_waiter(None) };
-                *slot = Slot::Abandoned;
-                true
-            }
-            _ => false,
-        }
+        withdraw(&mut self.slots[(seq & self.mask) as usize], record)
     }
 
     /// Registers a waiter for room in the ring.
@@ -423,5 +443,97 @@ impl Tx {
                 }
             }
         }
+    }
+}
+
+/// Loom models of the completion hand-off: a drainer delivering under the
+/// ring lock while the owner waits lock-free, or withdraws its call.
+/// `RUSTFLAGS="--cfg isc_loom" cargo test -p isc --lib --release flight`.
+#[cfg(all(test, isc_loom))]
+mod loom_model {
+    use super::*;
+    use loom::sync::Mutex;
+    use loom::thread;
+
+    /// Registers `rec` in entry `i` as a blocking call does.
+    fn register(table: &Mutex<[Slot; 2]>, i: usize, rec: &Record) {
+        table.lock().unwrap()[i] = Slot::Call(Target::Local(NonNull::from(rec)));
+    }
+
+    fn drain(table: &Mutex<[Slot; 2]>, i: usize, rc: i32, reply: &[u8]) {
+        let mut t = table.lock().unwrap();
+        complete(&mut t[i], rc, false, reply.len(), |buf| {
+            let n = buf.len().min(reply.len());
+            buf[..n].copy_from_slice(&reply[..n]);
+            n
+        });
+    }
+
+    #[test]
+    fn each_owner_gets_its_own_outcome_exactly_once() {
+        loom::model(|| {
+            let table: &'static Mutex<[Slot; 2]> =
+                Box::leak(Box::new(Mutex::new([Slot::Free, Slot::Free])));
+            let (reg_tx, reg_rx) = loom::sync::mpsc::channel();
+            let owners: Vec<_> = (0..2)
+                .map(|i| {
+                    let reg_tx = reg_tx.clone();
+                    thread::spawn(move || {
+                        let mut buf = [0u8; 4];
+                        let rec = Record::new(Dest::Borrowed {
+                            ptr: buf.as_mut_ptr(),
+                            cap: buf.len(),
+                        });
+                        register(table, i, &rec);
+                        reg_tx.send(()).unwrap();
+                        while !rec.is_done() {
+                            thread::yield_now();
+                        }
+                        let out = rec.take().unwrap();
+                        drop(rec);
+                        assert_eq!(
+                            (out.rc, out.len, out.not_delivered),
+                            (i as i32 + 1, 2, false)
+                        );
+                        assert_eq!(&buf[..2], &[i as u8, 0xAA]);
+                    })
+                })
+                .collect();
+            reg_rx.recv().unwrap();
+            reg_rx.recv().unwrap();
+            for i in 0..2 {
+                drain(table, i, i as i32 + 1, &[i as u8, 0xAA]);
+            }
+            for o in owners {
+                o.join().unwrap();
+            }
+            let t = table.lock().unwrap();
+            assert!(t.iter().all(|s| matches!(s, Slot::Free)));
+        });
+    }
+
+    #[test]
+    fn a_withdrawn_call_is_never_written_after_its_owner_left() {
+        loom::model(|| {
+            let table: &'static Mutex<[Slot; 2]> =
+                Box::leak(Box::new(Mutex::new([Slot::Free, Slot::Free])));
+            let rec = std::sync::Arc::new(Record::new(Dest::Owned(Vec::new())));
+            table.lock().unwrap()[0] = Slot::Call(Target::Shared(rec.clone()));
+            let drainer = thread::spawn(move || drain(table, 0, 5, b"late"));
+            // The owner gives up (a timeout, a dropped future) ...
+            let withdrawn = withdraw(&mut table.lock().unwrap()[0], &rec);
+            if withdrawn {
+                // ... and nothing delivers to it afterwards.
+                drainer.join().unwrap();
+                assert!(!rec.is_done());
+                assert!(rec.take().is_none());
+            } else {
+                // The drainer was first: the outcome is the owner's.
+                let out = rec.take().unwrap();
+                assert_eq!((out.rc, out.len), (5, 4));
+                drainer.join().unwrap();
+            }
+            assert!(matches!(table.lock().unwrap()[0], Slot::Free));
+        });
     }
 }

@@ -44,6 +44,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "tokio")]
+mod asynch;
 mod calls;
 mod channel;
 mod dispatch;
@@ -56,6 +58,8 @@ pub mod testdrv;
 mod transport;
 mod typed;
 
+#[cfg(feature = "tokio")]
+pub use asynch::{CallFuture, EventStream};
 pub use channel::{
     BatchReply, Channel, ChannelBuilder, ChannelHandle, Events, Reply, DEFAULT_TIMEOUT,
 };
