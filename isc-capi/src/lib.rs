@@ -54,6 +54,8 @@ pub(crate) fn errno_of(e: &Error) -> i32 {
         Error::Timeout(_) => ETIMEDOUT,
         Error::InvalidConfig(b) => b.errno(),
         Error::Busy(_) => EBUSY,
+        Error::PermissionDenied(_) => libc::EACCES,
+        Error::QuotaExceeded => libc::EDQUOT,
         Error::BadLength { .. } => EINVAL,
         Error::ListenersActive => EBUSY,
         Error::NoTransport(_) => ENOENT,
@@ -273,4 +275,39 @@ unsafe extern "C" fn handle_close(isc: *mut IscHandle) {
         h.shared.close();
         drop(h);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facade_errors_map_to_the_documented_errnos() {
+        let uid = Uid::new(1);
+        let io = |e| Error::Io(std::io::Error::from_raw_os_error(e));
+        let cases = [
+            (Error::NotBound, ENOTCONN),
+            (Error::TooLarge { len: 9, max: 8 }, EMSGSIZE),
+            (Error::Full, libc::EAGAIN),
+            (Error::Closed, EBADF),
+            (Error::Corrupt("x".into()), EIO),
+            (Error::Timeout(std::time::Duration::ZERO), ETIMEDOUT),
+            (Error::Busy(uid), EBUSY),
+            (Error::PermissionDenied(uid), libc::EACCES),
+            (Error::QuotaExceeded, libc::EDQUOT),
+            (Error::NoTransport("none".into()), ENOENT),
+            (io(libc::ENODEV), libc::ENODEV),
+            (io(libc::EFAULT), libc::EFAULT),
+            (Error::Io(std::io::Error::other("no errno")), EIO),
+        ];
+        for (e, errno) in cases {
+            assert_eq!(errno_of(&e), errno, "{e}");
+        }
+        let too_big = facade::Channel::builder(uid)
+            .u2k(65535, 65535)
+            .transport(Transport::device_at("/nonexistent"))
+            .open()
+            .unwrap_err();
+        assert_eq!(errno_of(&too_big), libc::E2BIG);
+    }
 }
