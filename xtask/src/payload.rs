@@ -164,6 +164,13 @@ pub const ENTRIES: &[Entry] = &[
         Kind::Program,
     )
     .args(&["3", "1"]),
+    // The compat layer's error codes as a user sees them ("sam2").
+    Entry::c_libisc(
+        "isc-capi/tests/vm/compat_probe.c",
+        "libisc-compat-probe",
+        Kind::Program,
+    )
+    .args(&["2"]),
     // Calls per second with one KICK per 32 calls against one per call.
     Entry::example("isc-transport-dev", "kick_batch", Kind::Bench).release(),
 ];
