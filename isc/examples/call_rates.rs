@@ -4,7 +4,7 @@
 //! - raw: the device endpoint with one KICK per call (the floor a facade
 //!   call is measured against);
 //! - `call`: sequential blocking calls through the facade;
-//! - `call_batch`: 32 calls per batch through the facade;
+//! - `call_batch_into`: 32 calls per batch through the facade;
 //! - async: 32 call futures in flight at once (`join_all`, tokio).
 //!
 //! Rounds are interleaved so drift hits all alike; medians are reported,
@@ -96,10 +96,15 @@ fn batched(t: &Transport, calls: usize) -> Result<f64, String> {
     let ch = open(t)?;
     let reqs: Vec<[u8; 12]> = (0..DEPTH as usize).map(request).collect();
     let refs: Vec<&[u8]> = reqs.iter().map(|r| &r[..]).collect();
+    let mut bufs = vec![[0u8; 12]; DEPTH as usize];
     rate(calls, || {
         for _ in 0..calls / DEPTH as usize {
-            for r in ch.call_batch(&refs).map_err(|e| e.to_string())? {
-                check(r.map_err(|e| e.to_string())?.0)?;
+            let mut replies: Vec<&mut [u8]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+            for r in ch
+                .call_batch_into(&refs, &mut replies)
+                .map_err(|e| e.to_string())?
+            {
+                check(r.map_err(|e| e.to_string())?.rc)?;
             }
         }
         Ok(())
@@ -176,7 +181,7 @@ fn main() -> ExitCode {
         println!("call_rates: raw endpoint, one KICK per call: {raw:>12.0}");
     }
     println!("call_rates: facade call, sequential:        {seq:>12.0}");
-    println!("call_rates: facade call_batch of {DEPTH}:         {batch:>12.0}");
+    println!("call_rates: facade call_batch_into of {DEPTH}:    {batch:>12.0}");
     println!("call_rates: facade async, {DEPTH} in flight:      {futs:>12.0}");
     if device {
         println!(
