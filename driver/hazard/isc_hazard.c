@@ -16,6 +16,7 @@
  * - 3 STATS(uid): reply kind = got() calls, delay_ms = bound() calls,
  *   peer = unbind() calls, mode = contract violations seen, owner = the
  *   last isc_unregister() result of a got(); -ENOENT for an unknown uid.
+ * - 4 RELEASE(uid): let a SLOWBOUND driver's bound() in progress return.
  *
  * Kinds (what got() does; every kind posts "started" before its work, from
  * the handle bound() received, and counts violations: a got() before
@@ -24,9 +25,9 @@
  *   isc_unregister() result. Meanwhile the module must not go away.
  * - 2 CROSS: wait (at most 5 s) until the peer CROSS driver's got() has
  *   started too, then isc_unregister(peer); rc is its result.
- * - 3 SLOWBOUND: bound() posts "in bound", sleeps delay_ms, then marks the
- *   binding ready; got() returns 0 if it saw the binding ready, else
- *   -EPROTO (and counts a violation).
+ * - 3 SLOWBOUND: bound() posts "in bound", then waits for RELEASE (at most
+ *   delay_ms) before it marks the binding ready and returns; got() returns
+ *   0 if it saw the binding ready, else -EPROTO (and counts a violation).
  * - 4 SLEEP: sleep delay_ms; rc is the number of this got() call (from 1).
  *
  * A "started" post is 8 bytes: { u32 uid; u32 n } with n the got() call
@@ -63,6 +64,7 @@
 #define HZ_OP_REGISTER		1
 #define HZ_OP_UNREGISTER	2
 #define HZ_OP_STATS		3
+#define HZ_OP_RELEASE		4
 
 #define HZ_SELF			1
 #define HZ_CROSS		2
@@ -95,6 +97,7 @@ struct hz_drv {
 	spinlock_t lock;		/* everything below */
 	struct isc_handle *h;		/* our reference while bound */
 	bool in_bound;
+	bool released;			/* RELEASE came: bound() may return */
 	bool ready;			/* bound() returned */
 	bool in_got;
 	u32 n_got;
@@ -150,7 +153,7 @@ static void hz_bound(void *arg, struct isc_handle *h)
 
 	if (d->kind == HZ_SLOWBOUND) {
 		hz_post(d, 0);
-		msleep(d->delay_ms);
+		wait_event_timeout(hz_wq, READ_ONCE(d->released), msecs_to_jiffies(d->delay_ms));
 	}
 	spin_lock(&d->lock);
 	d->in_bound = false;
@@ -267,6 +270,7 @@ static int hz_register(const struct hz_ctl *req)
 	d->delay_ms = min(req->delay_ms, HZ_MAX_DELAY_MS);
 	d->peer = req->peer;
 	d->n_got = d->n_bound = d->n_unbind = d->n_violations = 0;
+	WRITE_ONCE(d->released, false);
 	d->last_unregister = 0;
 	if (d->kind == HZ_CROSS)
 		atomic_set(&hz_cross_started, 0);
@@ -316,6 +320,17 @@ static int hz_stats(struct hz_ctl *req)
 	return 0;
 }
 
+static int hz_release(u32 uid)
+{
+	struct hz_drv *d = hz_find(uid);
+
+	if (!d)
+		return -ENOENT;
+	WRITE_ONCE(d->released, true);
+	wake_up_all(&hz_wq);
+	return 0;
+}
+
 static int hz_ctl_got(void *arg, void *msg, u32 *len, u32 msz)
 {
 	struct hz_ctl req;
@@ -337,6 +352,9 @@ static int hz_ctl_got(void *arg, void *msg, u32 *len, u32 msz)
 		break;
 	case HZ_OP_STATS:
 		ret = hz_stats(&req);
+		break;
+	case HZ_OP_RELEASE:
+		ret = hz_release(req.uid);
 		break;
 	default:
 		ret = -EINVAL;

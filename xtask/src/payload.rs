@@ -136,6 +136,10 @@ pub const ENTRIES: &[Entry] = &[
     Entry::all_tests("isc"),
     // The facade's sample application against the sample driver.
     Entry::example("isc", "sample", Kind::Program),
+    // The driver contract: drivers that misbehave on purpose (isc_hazard.ko, loaded
+    // and removed by the test), memory accounting, mmap flags, access per UID.
+    Entry::c_static("driver/tests/hazard.c", Kind::CTest)
+        .args(&["/lib/isc/isc_hazard.ko", "/lib/isc/isc_testdrv.ko"]),
     // Calls per second with one KICK per 32 calls against one per call.
     Entry::example("isc-transport-dev", "kick_batch", Kind::Bench).release(),
 ];
