@@ -29,12 +29,16 @@
  *   delay_ms) before it marks the binding ready and returns; got() returns
  *   0 if it saw the binding ready, else -EPROTO (and counts a violation).
  * - 4 SLEEP: sleep delay_ms; rc is the number of this got() call (from 1).
+ * - 5 NOGOT: registers ops without got(); ISC must refuse it (-EINVAL).
  *
  * A "started" post is 8 bytes: { u32 uid; u32 n } with n the got() call
  * number; "in bound" is { uid, 0 }.
  *
- * Module parameter leak=1: module_exit leaves the hazard drivers
- * registered, so that ISC's module notifier must remove them.
+ * Module parameters: leak=1 makes module_exit leave the hazard drivers
+ * registered, so that ISC's module notifier must remove them;
+ * exit_delay_ms makes module_exit wait that long (with its module already
+ * going) between unregistering "hzct" and the hazard drivers. module_exit
+ * logs "exit: uid <uid> bound <n> unbind <n> violations <n>" per driver.
  *
  * Locking: hz_lock (mutex) guards the list and serialises control ops; it
  * is never taken from bound(), unbind() or a hazard got(). Each driver's
@@ -70,6 +74,7 @@
 #define HZ_CROSS		2
 #define HZ_SLOWBOUND		3
 #define HZ_SLEEP		4
+#define HZ_NOGOT		5
 
 #define HZ_MAX_DELAY_MS		5000U
 
@@ -110,6 +115,10 @@ struct hz_drv {
 static bool leak;
 module_param(leak, bool, 0444);
 MODULE_PARM_DESC(leak, "leave the hazard drivers registered at module exit (tests ISC's module notifier)");
+
+static unsigned int exit_delay_ms;
+module_param(exit_delay_ms, uint, 0444);
+MODULE_PARM_DESC(exit_delay_ms, "sleep this long in module_exit before unregistering the hazard drivers");
 
 static DEFINE_MUTEX(hz_lock);
 static LIST_HEAD(hz_drvs);
@@ -234,6 +243,11 @@ static const struct isc_ops hz_ops = {
 	.got = hz_got,
 };
 
+static const struct isc_ops hz_nogot_ops = {
+	.bound = hz_bound,
+	.unbind = hz_unbind,
+};
+
 /* ---------------------------------------------------------- control ops */
 
 static struct hz_drv *hz_find(u32 uid)
@@ -254,7 +268,7 @@ static int hz_register(const struct hz_ctl *req)
 	bool fresh = !d;
 	int ret;
 
-	if (req->kind < HZ_SELF || req->kind > HZ_SLEEP)
+	if (req->kind < HZ_SELF || req->kind > HZ_NOGOT)
 		return -EINVAL;
 	if (d && d->registered)
 		return -EEXIST;
@@ -274,7 +288,9 @@ static int hz_register(const struct hz_ctl *req)
 	d->last_unregister = 0;
 	if (d->kind == HZ_CROSS)
 		atomic_set(&hz_cross_started, 0);
-	if (req->mode) {
+	if (req->kind == HZ_NOGOT) {
+		ret = isc_register(req->uid, &hz_nogot_ops, d);
+	} else if (req->mode) {
 		acc.uid = make_kuid(current_user_ns(), req->owner);
 		acc.gid = make_kgid(current_user_ns(), req->group);
 		acc.mode = req->mode & 0777;
@@ -383,6 +399,8 @@ static void __exit hz_exit(void)
 	struct hz_drv *d, *tmp;
 
 	isc_unregister(HZ_CTL_UID);
+	if (exit_delay_ms)
+		msleep(min(exit_delay_ms, HZ_MAX_DELAY_MS));
 	mutex_lock(&hz_lock);
 	list_for_each_entry_safe(d, tmp, &hz_drvs, node) {
 		/* With leak=1 they stay: ISC removes them when this module goes. */
@@ -395,6 +413,8 @@ static void __exit hz_exit(void)
 	 * through an isc_unregister() of its UIDs, which nobody makes here.
 	 */
 	list_for_each_entry_safe(d, tmp, &hz_drvs, node) {
+		pr_info("exit: uid %08x bound %u unbind %u violations %u\n", d->uid, d->n_bound,
+			d->n_unbind, d->n_violations);
 		list_del(&d->node);
 		kfree(d);
 	}

@@ -12,14 +12,17 @@
  *
  * Module lifetime: isc_register() is a macro that records the calling module
  * (THIS_MODULE). ISC holds a reference on that module around every callback
- * it makes, so the module cannot be removed while one of its callbacks runs,
- * whatever the callback does (unregistering its own UID included). No
- * reference is held between callbacks: unregistering in module_exit works,
- * and rmmod of a driver with a bound user succeeds (the user is told
- * UNBOUND). If the module is already going away when a got() would start,
- * the message completes as not delivered. A registration its module leaves
- * behind is removed when the module goes, with a warning and without calling
- * into it.
+ * it makes (one reference for a whole drain of several messages), so the
+ * module cannot be removed while one of its callbacks runs, whatever the
+ * callback does (unregistering its own UID included): rmmod fails with
+ * "in use". No reference is held between callbacks: unregistering in
+ * module_exit works, and rmmod of a driver with a bound user succeeds (the
+ * user is told UNBOUND). While the module is going away (its exit function
+ * runs), ISC calls into it only through its own isc_unregister() calls
+ * (which still run unbind()): a message that would reach got() completes as
+ * not delivered, a new binding gets no bound() (and no unbind()). A
+ * registration its module leaves behind is removed when the module goes,
+ * with a log line and without calling into it.
  *
  * Ordering, for one binding of a registration to a channel:
  * - bound() returns before the first got() starts (a KICK issued meanwhile

@@ -122,6 +122,7 @@ struct isc_drv {
 	/* Under isc_cb_lock. */
 	bool dead;			/* no got() starts any more */
 	struct task_struct *cb_task;	/* the task running its got(), if any */
+	unsigned int pins;		/* drains holding a module reference for it */
 };
 
 /* A task sleeping in isc_unregister() until @target's got() returns. */
@@ -781,9 +782,14 @@ static bool isc_wait_would_deadlock(struct isc_drv *drv)
 	return false;
 }
 
-static bool isc_drv_idle(struct isc_drv *drv)
+/*
+ * No got() of @drv runs; for the module notifier (@mode ISC_UNBIND_NO) also
+ * no drain holds a reference on its module any more (the module's memory
+ * goes once the notifier returns).
+ */
+static bool isc_drv_idle(struct isc_drv *drv, enum isc_unbind_mode mode)
 {
-	return !READ_ONCE(drv->cb_task);
+	return !READ_ONCE(drv->cb_task) && (mode != ISC_UNBIND_NO || !READ_ONCE(drv->pins));
 }
 
 /*
@@ -807,7 +813,7 @@ static int isc_remove(struct isc_drv *drv, enum isc_unbind_mode mode)
 	/* Still listed: no new registration of its uid, no new binding to it. */
 	drv->unregistering = true;
 	drv->dead = true;
-	wait = drv->cb_task && drv->cb_task != current;
+	wait = (drv->cb_task && drv->cb_task != current) || (mode == ISC_UNBIND_NO && drv->pins);
 	if (wait)
 		list_add(&w.node, &isc_waiters);
 	spin_unlock(&isc_cb_lock);
@@ -815,7 +821,7 @@ static int isc_remove(struct isc_drv *drv, enum isc_unbind_mode mode)
 
 	if (wait) {
 		/* Not a lock: the got() in flight may take isc_lock, register, unregister. */
-		wait_event(isc_cb_wq, isc_drv_idle(drv));
+		wait_event(isc_cb_wq, isc_drv_idle(drv, mode));
 		spin_lock(&isc_cb_lock);
 		list_del(&w.node);
 		spin_unlock(&isc_cb_lock);
@@ -1234,14 +1240,38 @@ unlock:
 }
 
 /*
- * The driver the next got() goes to, with its module pinned, current
- * recorded as running its got() and a reference on the registration; NULL
- * if the channel has no live driver (the message is not delivered). Waits
- * for a bound() in progress first; -EINTR in *@err if killed meanwhile.
+ * A drain pins the driver it delivers to once (a reference on its module and
+ * one on the registration) and keeps the pin from message to message while
+ * the channel's driver stays the same and alive: pinning per message would
+ * cost several atomic operations each.
  */
-static struct isc_drv *isc_got_begin(struct isc_handle *ch, int *err)
+static void isc_unpin(struct isc_drv *drv)
 {
-	struct isc_drv *drv;
+	bool dead;
+
+	/*
+	 * The module reference goes first: once pins is 0, the notifier of a
+	 * module whose init failed may finish and its memory go.
+	 */
+	module_put(drv->owner);
+	spin_lock(&isc_cb_lock);
+	drv->pins--;
+	dead = drv->dead;
+	spin_unlock(&isc_cb_lock);
+	if (dead)
+		wake_up_all(&isc_cb_wq);
+	isc_drv_put(drv);
+}
+
+/*
+ * The driver the next got() goes to, pinned (in *@pinned, which holds the
+ * drain's pin) and with current recorded as running its got(); NULL if the
+ * channel has no live driver (the message is not delivered). Waits for a
+ * bound() in progress first; -EINTR in *@err if killed meanwhile.
+ */
+static struct isc_drv *isc_got_begin(struct isc_handle *ch, struct isc_drv **pinned, int *err)
+{
+	struct isc_drv *drv, *old = NULL;
 
 	for (;;) {
 		spin_lock(&isc_cb_lock);
@@ -1254,13 +1284,25 @@ static struct isc_drv *isc_got_begin(struct isc_handle *ch, int *err)
 		}
 	}
 	drv = ch->got_drv;
-	if (drv && (drv->dead || !try_module_get(drv->owner)))
+	if (drv && drv->dead)
 		drv = NULL;
-	if (drv) {
-		WRITE_ONCE(drv->cb_task, current);
-		kref_get(&drv->ref);
+	if (drv != *pinned) {
+		old = *pinned;
+		*pinned = NULL;
+		if (drv && try_module_get(drv->owner)) {
+			kref_get(&drv->ref);
+			drv->pins++;
+			*pinned = drv;
+		} else {
+			/* Its module is going: not delivered. */
+			drv = NULL;
+		}
 	}
+	if (drv)
+		WRITE_ONCE(drv->cb_task, current);
 	spin_unlock(&isc_cb_lock);
+	if (old)
+		isc_unpin(old);
 	return drv;
 }
 
@@ -1268,18 +1310,12 @@ static void isc_got_end(struct isc_drv *drv)
 {
 	bool dead;
 
-	/*
-	 * Unpinned before cb_task is cleared: once it is, the module notifier
-	 * of a module whose init failed may finish and its memory go.
-	 */
-	module_put(drv->owner);
 	spin_lock(&isc_cb_lock);
 	WRITE_ONCE(drv->cb_task, NULL);
 	dead = drv->dead;
 	spin_unlock(&isc_cb_lock);
 	if (dead)
 		wake_up_all(&isc_cb_wq);
-	isc_drv_put(drv);
 }
 
 /*
@@ -1293,6 +1329,7 @@ static long isc_kick(struct isc_handle *ch)
 {
 	struct isc_ring *r = &ch->u2k;
 	u32 head, done = 0, delivered = 0, clamped = 0;
+	struct isc_drv *pinned = NULL;
 	bool interrupted = false;
 	long ret = 0;
 
@@ -1334,7 +1371,7 @@ static long isc_kick(struct isc_handle *ch)
 			ret = -EIO;
 			break;
 		}
-		drv = isc_got_begin(ch, &err);
+		drv = isc_got_begin(ch, &pinned, &err);
 		if (err) {
 			interrupted = true;
 			break;
@@ -1363,6 +1400,8 @@ static long isc_kick(struct isc_handle *ch)
 		done++;
 		cond_resched();
 	}
+	if (pinned)
+		isc_unpin(pinned);
 	if (done) {
 		/* Releases what was handled: the replies above are visible before the new tail. */
 		smp_store_release(&r->hdr->tail.value, ch->u2k_tail);

@@ -64,6 +64,7 @@
 #define HZ_CROSS 2
 #define HZ_SLOWBOUND 3
 #define HZ_SLEEP 4
+#define HZ_NOGOT 5
 
 struct hz_ctl {
 	uint32_t op, uid, kind, delay_ms, peer, mode, owner, group;
@@ -1004,6 +1005,102 @@ static void test_access(const char *testdrv_ko)
 		hz_unregister(*u);
 }
 
+/* "exit: uid <uid> bound <n> unbind <n> ..." of the hazard module's exit, from the kernel log. */
+static int exit_counts(const char *uid, unsigned int *bound, unsigned int *unbind)
+{
+	char buf[1024], want[64];
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC), found = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	snprintf(want, sizeof(want), "exit: uid %08x bound ", UID(uid));
+	while ((n = read(fd, buf, sizeof(buf) - 1)) >= 0 || errno == EPIPE) {
+		char *p;
+
+		if (n < 0)
+			continue;
+		buf[n] = 0;
+		p = strstr(buf, want);
+		if (p && sscanf(p + strlen(want), "%u unbind %u", bound, unbind) == 2)
+			found = 1;
+	}
+	close(fd);
+	return found;
+}
+
+static int module_state_is(const char *name, const char *state)
+{
+	char path[128], buf[32] = "";
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/sys/module/%s/initstate", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && strncmp(buf, state, strlen(state)) == 0;
+}
+
+/*
+ * While the driver's module is going (its exit function runs), ISC calls
+ * into it only through its own isc_unregister(): a message completes as not
+ * delivered, a new binding gets no bound(); the exit function's unregister
+ * still gets its unbind().
+ */
+static void test_going_module(const char *ko)
+{
+	struct chan c, d;
+	unsigned int bound = 99, unbind = 99;
+	int32_t rc;
+	uint32_t flags;
+	pid_t pid;
+	long n;
+	int e, going = 0, status;
+
+	e = load_module(ko, "exit_delay_ms=3000");
+	check(e == 0, "going_load", "%s", strerror(e));
+	if (e)
+		return;
+	e = chan_open(&ctl, UID("hzct"), 32, 8);
+	check(e == 0, "going_ctl_bind", "%s", strerror(e));
+	if (e)
+		return;
+	check(hz_register("hzg1", HZ_SLEEP, 0, NULL, 0, 0, 0) == 0 &&
+		      hz_register("hzg2", HZ_SLEEP, 0, NULL, 0, 0, 0) == 0,
+	      "going_register", "");
+	e = chan_open(&c, UID("hzg1"), 16, 8);
+	check(e == 0 && wait_kind(&c, ISC_SLOT_KIND_BOUND, 5000), "going_bind", "%s", strerror(e));
+	if (e)
+		return;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+		_exit(unload_module("isc_hazard"));
+	for (int i = 0; i < 1000 && !(going = module_state_is("isc_hazard", "going")); i++)
+		msleep(5);
+	check(going, "going_state_seen", "");
+	n = call(&c, msg8, 8, &rc, &flags, NULL);
+	check(n == 1 && rc == -ENODEV && (flags & ISC_SLOT_NOT_DELIVERED), "going_module_not_delivered",
+	      "n %ld rc %d flags %#x", n, rc, flags);
+	e = chan_open(&d, UID("hzg2"), 16, 8);
+	check(e == 0, "going_bind_succeeds", "%s", strerror(e));
+	status = wait_child(pid, 30000);
+	check(status == 0, "going_rmmod_completes", "status %d", status);
+	check(exit_counts("hzg1", &bound, &unbind) && bound == 1 && unbind == 1, "going_exit_unregister_unbinds",
+	      "bound %u unbind %u", bound, unbind);
+	bound = unbind = 99;
+	check(exit_counts("hzg2", &bound, &unbind) && bound == 0 && unbind == 0, "going_no_bound_no_unbind",
+	      "bound %u unbind %u", bound, unbind);
+	check(wait_kind(&c, ISC_SLOT_KIND_UNBOUND, 5000), "going_unbound_msg", "");
+	chan_close(&c);
+	if (!e)
+		chan_close(&d);
+	chan_close(&ctl);
+}
+
 /* The module notifier removes what a module leaves registered, without calling it. */
 static void test_leaked_registration(const char *ko)
 {
@@ -1057,6 +1154,7 @@ int main(int argc, char **argv)
 	if (e)
 		goto out;
 
+	check(hz_register("hzn1", HZ_NOGOT, 0, NULL, 0, 0, 0) == -EINVAL, "register_without_got_refused", "");
 	test_self_unregister_rmmod();
 	test_cross_unregister();
 	test_bound_before_got();
@@ -1071,6 +1169,7 @@ int main(int argc, char **argv)
 	check(e == 0, "rmmod_with_user_bound", "%s", strerror(e));
 	check(wait_kind(&ctl, ISC_SLOT_KIND_UNBOUND, 5000), "rmmod_user_told_unbound", "");
 	chan_close(&ctl);
+	test_going_module(ko);
 	test_leaked_registration(ko);
 out:
 	printf("hazard: %d ok, %d failed\n", n_ok, n_fail);
