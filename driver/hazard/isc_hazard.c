@@ -15,7 +15,8 @@
  * - 2 UNREGISTER(uid): isc_unregister(uid); rc is its result.
  * - 3 STATS(uid): reply kind = got() calls, delay_ms = bound() calls,
  *   peer = unbind() calls, mode = contract violations seen, owner = the
- *   last isc_unregister() result of a got(); -ENOENT for an unknown uid.
+ *   last isc_unregister() result of a got(), group = the last
+ *   isc_register() result of an unbind(); -ENOENT for an unknown uid.
  * - 4 RELEASE(uid): let a SLOWBOUND driver's bound() in progress return.
  *
  * Kinds (what got() does; every kind posts "started" before its work, from
@@ -30,6 +31,9 @@
  *   0 if it saw the binding ready, else -EPROTO (and counts a violation).
  * - 4 SLEEP: sleep delay_ms; rc is the number of this got() call (from 1).
  * - 5 NOGOT: registers ops without got(); ISC must refuse it (-EINVAL).
+ * - 6 REENTER: bound() calls isc_unregister() of its own uid, unbind()
+ *   calls isc_register() of peer; both must fail with -EDEADLK (STATS:
+ *   owner and group hold the two results).
  *
  * A "started" post is 8 bytes: { u32 uid; u32 n } with n the got() call
  * number; "in bound" is { uid, 0 }.
@@ -75,6 +79,7 @@
 #define HZ_SLOWBOUND		3
 #define HZ_SLEEP		4
 #define HZ_NOGOT		5
+#define HZ_REENTER		6
 
 #define HZ_MAX_DELAY_MS		5000U
 
@@ -110,6 +115,7 @@ struct hz_drv {
 	u32 n_unbind;
 	u32 n_violations;
 	s32 last_unregister;
+	s32 last_register;
 };
 
 static bool leak;
@@ -124,6 +130,8 @@ static DEFINE_MUTEX(hz_lock);
 static LIST_HEAD(hz_drvs);
 static DECLARE_WAIT_QUEUE_HEAD(hz_wq);
 static atomic_t hz_cross_started = ATOMIC_INIT(0);
+
+static const struct isc_ops hz_ops;
 
 static void hz_violation(struct hz_drv *d, const char *what)
 {
@@ -160,6 +168,13 @@ static void hz_bound(void *arg, struct isc_handle *h)
 	spin_unlock(&d->lock);
 	isc_put(old);
 
+	if (d->kind == HZ_REENTER) {
+		int rc = isc_unregister(d->uid);
+
+		spin_lock(&d->lock);
+		d->last_unregister = rc;
+		spin_unlock(&d->lock);
+	}
 	if (d->kind == HZ_SLOWBOUND) {
 		hz_post(d, 0);
 		wait_event_timeout(hz_wq, READ_ONCE(d->released), msecs_to_jiffies(d->delay_ms));
@@ -185,6 +200,13 @@ static void hz_unbind(void *arg)
 	d->n_unbind++;
 	spin_unlock(&d->lock);
 	isc_put(h);
+	if (d->kind == HZ_REENTER) {
+		int rc = isc_register(d->peer, &hz_ops, d);
+
+		spin_lock(&d->lock);
+		d->last_register = rc;
+		spin_unlock(&d->lock);
+	}
 }
 
 static int hz_got(void *arg, void *msg, u32 *len, u32 msz)
@@ -268,7 +290,7 @@ static int hz_register(const struct hz_ctl *req)
 	bool fresh = !d;
 	int ret;
 
-	if (req->kind < HZ_SELF || req->kind > HZ_NOGOT)
+	if (req->kind < HZ_SELF || req->kind > HZ_REENTER)
 		return -EINVAL;
 	if (d && d->registered)
 		return -EEXIST;
@@ -286,6 +308,7 @@ static int hz_register(const struct hz_ctl *req)
 	d->n_got = d->n_bound = d->n_unbind = d->n_violations = 0;
 	WRITE_ONCE(d->released, false);
 	d->last_unregister = 0;
+	d->last_register = 0;
 	if (d->kind == HZ_CROSS)
 		atomic_set(&hz_cross_started, 0);
 	if (req->kind == HZ_NOGOT) {
@@ -332,6 +355,7 @@ static int hz_stats(struct hz_ctl *req)
 	req->peer = d->n_unbind;
 	req->mode = d->n_violations;
 	req->owner = (u32)d->last_unregister;
+	req->group = (u32)d->last_register;
 	spin_unlock(&d->lock);
 	return 0;
 }

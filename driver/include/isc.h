@@ -43,8 +43,8 @@
  *
  * Calling isc_register()/isc_unregister() from callbacks:
  * - bound() and unbind() run in process context with the ISC registry lock
- *   held: they must not call isc_register() or isc_unregister() (deadlock),
- *   and should not block for long.
+ *   held: isc_register() and isc_unregister() called from them return
+ *   -EDEADLK and do nothing. They should not block for long.
  * - got() runs in process context (the thread that issued ISC_IOC_KICK),
  *   holds no ISC lock that isc_register()/isc_unregister() take, and may
  *   sleep. It may register and unregister any UID, its own or another
@@ -126,7 +126,7 @@ struct isc_ops {
  * context; not from bound() or unbind().
  *
  * Return: 0, -EEXIST if @uid is registered, -EINVAL if @ops or @ops->got is
- * NULL, -ENOMEM.
+ * NULL, -ENOMEM, -EDEADLK if called from bound() or unbind().
  */
 #define isc_register(uid, ops, arg) __isc_register((uid), (ops), (arg), THIS_MODULE)
 
@@ -159,9 +159,9 @@ int __isc_register_access(u32 uid, const struct isc_ops *ops, void *arg,
  * unbind().
  *
  * Return: 0; -ENOENT if @uid is not registered (or is being unregistered);
- * -EDEADLK if the call would wait for a got() that waits for the caller
- * (see "Calling isc_register()/isc_unregister() from callbacks" above),
- * and then nothing changed.
+ * -EDEADLK, and nothing changed, if called from bound() or unbind(), or if
+ * the call would wait for a got() that waits for the caller (see "Calling
+ * isc_register()/isc_unregister() from callbacks" above).
  */
 int isc_unregister(u32 uid);
 

@@ -214,6 +214,8 @@ static LIST_HEAD(isc_users);
 static DEFINE_SPINLOCK(isc_cb_lock);
 static LIST_HEAD(isc_waiters);
 static DECLARE_WAIT_QUEUE_HEAD(isc_cb_wq);	/* got() returned; bound() returned */
+/* The task in a bound() or unbind() call (under isc_lock), to refuse re-entry. */
+static struct task_struct *isc_lock_cb_task;
 static struct dentry *isc_dbg_root;
 
 static unsigned short node_mode = 0600;
@@ -593,6 +595,15 @@ static bool isc_may_bind(const struct isc_drv *drv, const struct cred *cred, boo
 }
 
 /*
+ * Is current inside a bound() or unbind() call? Only this task could have
+ * stored itself there, so the lockless read is exact for this question.
+ */
+static bool isc_in_locked_callback(void)
+{
+	return READ_ONCE(isc_lock_cb_task) == current;
+}
+
+/*
  * Calls bound() under isc_lock with a reference on the driver's module; if
  * the module is going (its exit function runs, or its init failed), bound()
  * is skipped and false returned.
@@ -602,7 +613,9 @@ static bool isc_call_bound(struct isc_drv *drv, struct isc_handle *ch)
 	lockdep_assert_held(&isc_lock);
 	if (!try_module_get(drv->owner))
 		return false;
+	WRITE_ONCE(isc_lock_cb_task, current);
 	drv->ops->bound(drv->arg, ch);
+	WRITE_ONCE(isc_lock_cb_task, NULL);
 	module_put(drv->owner);
 	return true;
 }
@@ -635,7 +648,9 @@ static void isc_call_unbind(struct isc_drv *drv, enum isc_unbind_mode mode)
 		drv->unbind_owed = true;
 		return;
 	}
+	WRITE_ONCE(isc_lock_cb_task, current);
 	drv->ops->unbind(drv->arg);
+	WRITE_ONCE(isc_lock_cb_task, NULL);
 	if (pinned)
 		module_put(drv->owner);
 }
@@ -715,6 +730,9 @@ int __isc_register_access(u32 uid, const struct isc_ops *ops, void *arg,
 
 	if (!ops || !ops->got)
 		return -EINVAL;
+	/* From bound() or unbind(), isc_lock is held by this task. */
+	if (isc_in_locked_callback())
+		return -EDEADLK;
 	drv = kzalloc(sizeof(*drv), GFP_KERNEL);
 	if (!drv)
 		return -ENOMEM;
@@ -876,6 +894,9 @@ int isc_unregister(u32 uid)
 {
 	struct isc_drv *drv;
 
+	/* From bound() or unbind(), isc_lock is held by this task. */
+	if (isc_in_locked_callback())
+		return -EDEADLK;
 	mutex_lock(&isc_lock);
 	drv = isc_find_drv(uid);
 	if (drv)

@@ -65,6 +65,7 @@
 #define HZ_SLOWBOUND 3
 #define HZ_SLEEP 4
 #define HZ_NOGOT 5
+#define HZ_REENTER 6
 
 struct hz_ctl {
 	uint32_t op, uid, kind, delay_ms, peer, mode, owner, group;
@@ -73,6 +74,7 @@ struct hz_ctl {
 struct hz_stats {
 	uint32_t got, bound, unbind, violations;
 	int32_t last_unregister;
+	int32_t last_register;
 };
 
 static int n_ok, n_fail;
@@ -330,7 +332,7 @@ static int hz_release(const char *uid)
 static struct hz_stats hz_stats(const char *uid)
 {
 	struct hz_ctl r = { .op = HZ_OP_STATS, .uid = UID(uid) };
-	struct hz_stats st = { 99, 99, 99, 99, 99 };
+	struct hz_stats st = { 99, 99, 99, 99, 99, 99 };
 
 	if (hz(&r) == 0) {
 		st.got = r.kind;
@@ -338,6 +340,7 @@ static struct hz_stats hz_stats(const char *uid)
 		st.unbind = r.peer;
 		st.violations = r.mode;
 		st.last_unregister = (int32_t)r.owner;
+		st.last_register = (int32_t)r.group;
 	}
 	return st;
 }
@@ -398,6 +401,25 @@ static int wait_child(pid_t pid, unsigned int ms)
 static uint32_t msg8[2];
 
 /* ------------------------------------------------------------- scenarios */
+
+/* bound() and unbind() run under ISC's registry lock: (un)registering from them is refused. */
+static void test_reenter_from_bound(void)
+{
+	struct chan c;
+	struct hz_stats st;
+	int e;
+
+	check(hz_register("hzr1", HZ_REENTER, 0, "hzr2", 0, 0, 0) == 0, "reenter_register", "");
+	e = chan_open(&c, UID("hzr1"), 16, 8);
+	check(e == 0, "reenter_bind", "%s", strerror(e));
+	if (!e)
+		chan_close(&c);
+	st = hz_stats("hzr1");
+	check(st.bound == 1 && st.unbind == 1 && st.last_unregister == -EDEADLK && st.last_register == -EDEADLK,
+	      "unregister_register_from_bound_unbind_edeadlk", "bound %u unbind %u unregister %d register %d",
+	      st.bound, st.unbind, st.last_unregister, st.last_register);
+	check(hz_unregister("hzr1") == 0 && hz_unregister("hzr2") == -ENOENT, "reenter_changed_nothing", "");
+}
 
 /* 1: rmmod while a got() that unregistered its own UID is still running. */
 static void test_self_unregister_rmmod(void)
@@ -822,7 +844,7 @@ static void test_mmap(void)
 {
 	struct chan c, d;
 	void *p;
-	int e, pipe_up[2], pipe_down[2];
+	int e, up[2], down[2];
 	char ch = 0;
 	pid_t pid;
 
@@ -840,7 +862,7 @@ static void test_mmap(void)
 	check(e == EACCES, "mprotect_exec_refused", "%s", e ? strerror(e) : "allowed");
 
 	/* fork: the child does not get the mapping; once it drops its fd copy, the UID is free. */
-	if (pipe(pipe_up) || pipe(pipe_down)) {
+	if (pipe(up) || pipe(down)) {
 		check(0, "pipe", "%s", strerror(errno));
 		return;
 	}
@@ -852,13 +874,13 @@ static void test_mmap(void)
 		close(c.fd);
 		/* msync on an address range with no mapping fails with ENOMEM. */
 		r = msync(c.map, c.size, MS_ASYNC) && errno == ENOMEM ? 'y' : 'n';
-		if (write(pipe_up[1], &r, 1) != 1)
+		if (write(up[1], &r, 1) != 1)
 			_exit(2);
-		if (read(pipe_down[0], &r, 1) < 0)
+		if (read(down[0], &r, 1) < 0)
 			_exit(3);
 		_exit(0);
 	}
-	if (read(pipe_up[0], &ch, 1) != 1)
+	if (read(up[0], &ch, 1) != 1)
 		ch = '?';
 	check(ch == 'y', "fork_child_has_no_mapping", "child saw '%c'", ch);
 	chan_close(&c);
@@ -866,13 +888,13 @@ static void test_mmap(void)
 	check(e == 0, "uid_free_after_parent_close", "bind: %s", strerror(e));
 	if (!e)
 		chan_close(&d);
-	if (write(pipe_down[1], "x", 1) != 1)
+	if (write(down[1], "x", 1) != 1)
 		check(0, "pipe_write", "%s", strerror(errno));
 	wait_child(pid, 10000);
-	close(pipe_up[0]);
-	close(pipe_up[1]);
-	close(pipe_down[0]);
-	close(pipe_down[1]);
+	close(up[0]);
+	close(up[1]);
+	close(down[0]);
+	close(down[1]);
 	hz_unregister("hzf1");
 }
 
@@ -930,6 +952,99 @@ static void child_nobody(void)
 	check(e == EBADF, "nobody_rdonly_fd_cannot_bind", "bind: %s", strerror(e));
 }
 
+/*
+ * A policy registered while a user holds the UID is checked against that
+ * user: a non-root binder whose UID is re-registered root-only stays
+ * unbound, and is bound again when a policy that allows it comes.
+ */
+static int pipe_up[2], pipe_down[2];
+
+static void step_up(char what)
+{
+	if (write(pipe_up[1], &what, 1) != 1)
+		_exit(90);
+}
+
+static char step_wait(int fd)
+{
+	char c = '?';
+
+	if (read(fd, &c, 1) != 1)
+		return '?';
+	return c;
+}
+
+static void child_nobody_rebind(void)
+{
+	struct chan c;
+	int32_t rc;
+	uint32_t flags;
+	long n;
+	int e;
+
+	if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY)) {
+		check(0, "rebind_drop_privileges", "%s", strerror(errno));
+		step_up('x');
+		return;
+	}
+	e = chan_open(&c, UID("hzp5"), 16, 8);
+	check(e == 0 && wait_kind(&c, ISC_SLOT_KIND_BOUND, 5000), "rebind_nobody_bound", "%s", strerror(e));
+	step_up('b');
+	/* The parent re-registers hzp5 root-only. */
+	step_wait(pipe_down[0]);
+	n = call(&c, msg8, 8, &rc, &flags, NULL);
+	check(n == 1 && rc == -ENODEV && (flags & ISC_SLOT_NOT_DELIVERED), "stricter_policy_leaves_holder_unbound",
+	      "n %ld rc %d flags %#x", n, rc, flags);
+	step_up('c');
+	/* The parent re-registers hzp5 open to others again. */
+	step_wait(pipe_down[0]);
+	n = call(&c, msg8, 8, &rc, &flags, NULL);
+	check(n == 1 && rc == 1 && !(flags & ISC_SLOT_NOT_DELIVERED), "allowing_policy_binds_holder_again",
+	      "n %ld rc %d flags %#x", n, rc, flags);
+	chan_close(&c);
+}
+
+static void test_policy_recheck(void)
+{
+	pid_t pid;
+	int status;
+
+	if (pipe(pipe_up) || pipe(pipe_down)) {
+		check(0, "rebind_pipe", "%s", strerror(errno));
+		return;
+	}
+	check(hz_register("hzp5", HZ_SLEEP, 0, NULL, 0606, 0, 0) == 0, "rebind_register", "");
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		n_ok = n_fail = 0;
+		child_nobody_rebind();
+		fflush(stdout);
+		_exit(n_fail > 100 ? 100 : n_fail);
+	}
+	if (step_wait(pipe_up[0]) == 'b') {
+		check(hz_unregister("hzp5") == 0 && hz_register("hzp5", HZ_SLEEP, 0, NULL, 0, 0, 0) == 0,
+		      "rebind_reregister_root_only", "");
+		if (write(pipe_down[1], "1", 1) != 1)
+			check(0, "rebind_pipe_write", "");
+		step_wait(pipe_up[0]);
+		check(hz_unregister("hzp5") == 0 && hz_register("hzp5", HZ_SLEEP, 0, NULL, 0606, 0, 0) == 0,
+		      "rebind_reregister_open", "");
+		if (write(pipe_down[1], "2", 1) != 1)
+			check(0, "rebind_pipe_write", "");
+	}
+	status = wait_child(pid, 30000);
+	if (status == -1 || !WIFEXITED(status))
+		check(0, "rebind_child_finished", "status %d", status);
+	else
+		n_fail += WEXITSTATUS(status);
+	hz_unregister("hzp5");
+	close(pipe_up[0]);
+	close(pipe_up[1]);
+	close(pipe_down[0]);
+	close(pipe_down[1]);
+}
+
 /* Drops CAP_SYS_ADMIN (keeping uid 0) and sends one REGISTER to the test driver's bound control fd. */
 static int fd_tctl;
 
@@ -983,6 +1098,7 @@ static void test_access(const char *testdrv_ko)
 	e = bind_errno(UID("hzp1"), O_RDONLY);
 	check(e == EBADF, "rdonly_fd_cannot_bind", "bind: %s", strerror(e));
 	in_child(child_nobody);
+	test_policy_recheck();
 
 	fd_tctl = open(DEV, O_RDWR);
 	e = ioctl(fd_tctl, ISC_IOC_BIND, &a) ? errno : 0;
@@ -1155,6 +1271,7 @@ int main(int argc, char **argv)
 		goto out;
 
 	check(hz_register("hzn1", HZ_NOGOT, 0, NULL, 0, 0, 0) == -EINVAL, "register_without_got_refused", "");
+	test_reenter_from_bound();
 	test_self_unregister_rmmod();
 	test_cross_unregister();
 	test_bound_before_got();
