@@ -1277,7 +1277,7 @@ static void isc_unpin(struct isc_drv *drv)
 	 */
 	module_put(drv->owner);
 	spin_lock(&isc_cb_lock);
-	drv->pins--;
+	WRITE_ONCE(drv->pins, drv->pins - 1);
 	dead = drv->dead;
 	spin_unlock(&isc_cb_lock);
 	if (dead)
@@ -1313,7 +1313,7 @@ static struct isc_drv *isc_got_begin(struct isc_handle *ch, struct isc_drv **pin
 		*pinned = NULL;
 		if (drv && try_module_get(drv->owner)) {
 			kref_get(&drv->ref);
-			drv->pins++;
+			WRITE_ONCE(drv->pins, drv->pins + 1);
 			*pinned = drv;
 		} else {
 			/* Its module is going: not delivered. */
