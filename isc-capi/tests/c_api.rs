@@ -450,3 +450,32 @@ fn sample() {
     );
     assert!(out.contains("irq 1 status"), "{out}");
 }
+
+/// libisc.so exports `open_isc` and the `isc_` extensions, nothing else.
+#[test]
+fn exports_are_open_isc_and_isc_prefixed_only() {
+    let lib = fixture().lib_dir.join("libisc.so");
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&lib)
+        .output()
+        .expect("run nm");
+    assert!(out.status.success());
+    let symbols: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .collect();
+    for s in &symbols {
+        assert!(s == "open_isc" || s.starts_with("isc_"), "exported: {s}");
+    }
+    for f in [
+        "open_isc",
+        "isc_abi_version",
+        "isc_open",
+        "isc_call",
+        "isc_fd",
+        "isc_recv",
+    ] {
+        assert!(symbols.iter().any(|s| s == f), "{f} not exported");
+    }
+}
