@@ -164,6 +164,13 @@ pub const ENTRIES: &[Entry] = &[
         Kind::Program,
     )
     .args(&["3", "1"]),
+    // The compat layer's error codes as a user sees them ("sam2").
+    Entry::c_libisc(
+        "isc-capi/tests/vm/compat_probe.c",
+        "libisc-compat-probe",
+        Kind::Program,
+    )
+    .args(&["2"]),
     // The driver contract: drivers that misbehave on purpose (isc_hazard.ko, loaded
     // and removed by the test), memory accounting, mmap flags, access per UID.
     Entry::c_static("driver/tests/hazard.c", Kind::CTest)
