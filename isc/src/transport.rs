@@ -168,6 +168,8 @@ fn dev_error(e: dev::DevError, uid: Uid) -> Error {
         D::NoDevice { .. } => Error::NoTransport(e.to_string()),
         D::Bind(b) => Error::InvalidConfig(b),
         D::Busy => Error::Busy(uid),
+        D::PermissionDenied => Error::PermissionDenied(uid),
+        D::QuotaExceeded => Error::QuotaExceeded,
         D::AbiMismatch => io(isc_ring::abi::errno::EPROTO),
         D::Ring(r) => r.into(),
         D::Corrupt => Error::Corrupt(e.to_string()),
@@ -306,5 +308,18 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("bound on a missing device"),
         }
+    }
+
+    #[test]
+    fn access_and_quota_refusals_are_typed() {
+        let uid = Uid::new(0x306d_6173);
+        assert!(matches!(
+            dev_error(dev::DevError::PermissionDenied, uid),
+            Error::PermissionDenied(u) if u == uid
+        ));
+        assert!(matches!(
+            dev_error(dev::DevError::QuotaExceeded, uid),
+            Error::QuotaExceeded
+        ));
     }
 }
