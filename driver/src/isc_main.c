@@ -78,6 +78,7 @@
 #include <linux/wait.h>
 
 #include "isc.h"
+#include "isc_compat.h"
 
 static_assert(sizeof(struct isc_ring_info) == 64);
 static_assert(sizeof(struct isc_index_line) == 64);
@@ -1477,10 +1478,16 @@ static int __init isc_init(void)
 	ret = register_module_notifier(&isc_module_nb);
 	if (ret)
 		return ret;
+	ret = isc_compat_init();
+	if (ret) {
+		unregister_module_notifier(&isc_module_nb);
+		return ret;
+	}
 	isc_dbg_root = debugfs_create_dir("isc", NULL);
 	ret = misc_register(&isc_misc);
 	if (ret) {
 		debugfs_remove_recursive(isc_dbg_root);
+		isc_compat_exit();
 		unregister_module_notifier(&isc_module_nb);
 		return ret;
 	}
@@ -1491,6 +1498,7 @@ static void __exit isc_exit(void)
 {
 	misc_deregister(&isc_misc);
 	debugfs_remove_recursive(isc_dbg_root);
+	isc_compat_exit();
 	unregister_module_notifier(&isc_module_nb);
 }
 

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 /*
  * The ISC sample in C: talks the sample protocol to the driver of
- * SAMPLE_UID(0) through libisc. Writes 32 registers with pseudo-random
+ * SAMPLE_UID(unit) through libisc. Writes 32 registers with pseudo-random
  * values, reads each back and compares, prints the driver's irq status
  * posts as they arrive, and ends with a summary line.
  *
- *	sample [irqs]
+ *	sample [irqs [unit]]
  *
  * waits for up to `irqs` irq posts (default 5, at most 10 s) before
- * closing. Exit status 0 when every register read back what was written.
+ * closing; unit is the digit of the UID (default 0: "sam0"). Exit status
+ * 0 when every register read back what was written and the irq posts came.
  *
  * Build: cc -Wall -Werror sample.c $(pkg-config --cflags --libs isc)
  * Run: against /dev/isc with isc_sample.ko loaded, or with ISC_TRANSPORT=sim
@@ -85,6 +86,7 @@ static int call(struct isc_handle *isc, struct sample_msg *m)
 int main(int argc, char **argv)
 {
 	unsigned int want = argc > 1 ? (unsigned int)strtoul(argv[1], NULL, 0) : 5;
+	unsigned int unit = argc > 2 ? (unsigned int)strtoul(argv[2], NULL, 0) : 0;
 	struct isc_attr sizes = { sizeof(struct sample_msg), 16 };
 	struct isc_attr posts = { sizeof(struct sample_msg), 64 };
 	static char name[] = "sam0";
@@ -93,7 +95,12 @@ int main(int argc, char **argv)
 	unsigned int mismatches = 0, seen;
 	struct timespec until;
 
-	if (open_isc(SAMPLE_UID(0), &sizes, &posts, &isc) < 0) {
+	if (unit > 9) {
+		fprintf(stderr, "usage: %s [irqs [unit]]: unit is a digit\n", argv[0]);
+		return 2;
+	}
+	name[3] = (char)('0' + unit);
+	if (open_isc(SAMPLE_UID(unit), &sizes, &posts, &isc) < 0) {
 		fprintf(stderr, "open_isc(%s): %s\n", name, strerror(errno));
 		return 1;
 	}
@@ -138,9 +145,10 @@ int main(int argc, char **argv)
 
 	isc->rm_listener(isc, &listener, name);
 	isc->close(isc);
+	int ok = mismatches == 0 && seen >= want;
 	printf("%s: %d registers written and read back, %u mismatches, %u irq posts\n",
-	       mismatches ? "FAILED" : "OK", REGISTERS, mismatches, seen);
-	return mismatches ? 1 : 0;
+	       ok ? "OK" : "FAILED", REGISTERS, mismatches, seen);
+	return ok ? 0 : 1;
 
 fail:
 	isc->close(isc);

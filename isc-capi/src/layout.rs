@@ -394,3 +394,25 @@ fn fourcc_matches_the_rust_uid() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 }
+
+/// The kernel side's copies of the shared headers are the same files: the
+/// compat directory's `isc_uid_uapi.h`, and the compat driver's
+/// `sample_uapi.h`.
+#[test]
+fn shared_header_copies_are_identical() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (ours, copy) in [
+        (
+            "include/isc_uid_uapi.h",
+            "../driver/include/compat/isc_uid_uapi.h",
+        ),
+        (
+            "examples/sample_uapi.h",
+            "../driver/compat-driver/include/sample_uapi.h",
+        ),
+    ] {
+        let a = std::fs::read(root.join(ours)).unwrap();
+        let b = std::fs::read(root.join(copy)).unwrap_or_else(|e| panic!("{copy}: {e}"));
+        assert!(a == b, "{copy} differs from isc-capi/{ours}");
+    }
+}

@@ -376,6 +376,70 @@ fn extensions() {
     c_test("t_ext", 5);
 }
 
+/// Runs `t_gone` against a host of its own, which shuts down once the
+/// program says `ready`.
+fn run_gone(bin: &Path, wrapper: Option<&[&str]>, what: &str) {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = std::env::temp_dir().join(format!("isc-capi-gone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("sim.sock");
+    let host = SimHost::new().unwrap();
+    host.register(uid(b"gon0"), Arc::new(EchoDriver::new()))
+        .unwrap();
+    host.listen(&socket).unwrap();
+    let mut cmd = match wrapper {
+        Some([prog, args @ ..]) => {
+            let mut c = Command::new(prog);
+            c.args(args).arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    };
+    let mut child = cmd
+        .env("ISC_TRANSPORT", "sim")
+        .env("ISC_SIM_SOCKET", &socket)
+        .env("ASAN_OPTIONS", "detect_leaks=1:exitcode=23:halt_on_error=1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n", "{what}");
+    drop(host);
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{what} failed ({status}):\n{rest}");
+    assert!(rest.contains("PASS"), "{what}: {rest}");
+}
+
+/// The transport going away under an open handle.
+#[test]
+fn transport_gone() {
+    let source = manifest_dir().join("tests/c/t_gone.c");
+    let asan = bin_dir().join("t_gone-asan");
+    compile(&source, &asan, true);
+    run_gone(&asan, None, "t_gone (AddressSanitizer)");
+    let plain = bin_dir().join("t_gone");
+    compile(&source, &plain, false);
+    run_gone(
+        &plain,
+        Some(&[
+            "valgrind",
+            "-q",
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect",
+            "--show-leak-kinds=definite,indirect",
+        ]),
+        "t_gone (valgrind)",
+    );
+}
+
 /// The C sample against the sim twin of the sample driver.
 #[test]
 fn sample() {
@@ -385,4 +449,33 @@ fn sample() {
         "{out}"
     );
     assert!(out.contains("irq 1 status"), "{out}");
+}
+
+/// libisc.so exports `open_isc` and the `isc_` extensions, nothing else.
+#[test]
+fn exports_are_open_isc_and_isc_prefixed_only() {
+    let lib = fixture().lib_dir.join("libisc.so");
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&lib)
+        .output()
+        .expect("run nm");
+    assert!(out.status.success());
+    let symbols: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .collect();
+    for s in &symbols {
+        assert!(s == "open_isc" || s.starts_with("isc_"), "exported: {s}");
+    }
+    for f in [
+        "open_isc",
+        "isc_abi_version",
+        "isc_open",
+        "isc_call",
+        "isc_fd",
+        "isc_recv",
+    ] {
+        assert!(symbols.iter().any(|s| s == f), "{f} not exported");
+    }
 }

@@ -222,6 +222,14 @@ impl Link for SimLink {
     fn posts_fd(&self) -> BorrowedFd<'_> {
         self.link.as_fd()
     }
+
+    fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.link.completion_fd())
+    }
+
+    fn clear_completion(&self) {
+        let _ = self.link.wait_completion(Some(Duration::ZERO));
+    }
 }
 
 /// The device: the kernel drains `u2k` inside KICK, so every publish is
@@ -263,6 +271,12 @@ impl Link for DevLink {
     fn posts_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+
+    fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    fn clear_completion(&self) {}
 }
 
 #[cfg(test)]

@@ -40,6 +40,15 @@ pub enum Source {
         /// Path relative to the workspace root.
         source: &'static str,
     },
+    /// A C program of the C library: compiled with `gcc -static -O2 -Wall
+    /// -Wextra -Werror -pthread` against `isc-capi/include` (and its
+    /// examples directory) and linked with the release `libisc.a`.
+    CLibisc {
+        /// Path relative to the workspace root.
+        source: &'static str,
+        /// Its name in reports (one program may run as several entries).
+        label: &'static str,
+    },
 }
 
 /// A choice of cargo targets.
@@ -101,6 +110,15 @@ impl Entry {
         }
     }
 
+    /// A C program linked statically with libisc, reported as `label`.
+    pub const fn c_libisc(source: &'static str, label: &'static str, kind: Kind) -> Self {
+        Self {
+            source: Source::CLibisc { source, label },
+            kind,
+            args: &[],
+        }
+    }
+
     /// With extra guest arguments.
     pub const fn args(self, args: &'static [&'static str]) -> Self {
         Self { args, ..self }
@@ -119,7 +137,7 @@ impl Entry {
                 },
                 ..self
             },
-            Source::CStatic { .. } => self,
+            Source::CStatic { .. } | Source::CLibisc { .. } => self,
         }
     }
 }
@@ -136,6 +154,23 @@ pub const ENTRIES: &[Entry] = &[
     Entry::all_tests("isc"),
     // The facade's sample application against the sample driver.
     Entry::example("isc", "sample", Kind::Program),
+    // The C sample (libisc) against the sample driver ("sam0")...
+    Entry::c_libisc("isc-capi/examples/sample.c", "libisc-sample", Kind::Program).args(&["3", "0"]),
+    // ... and against the driver written in the original API's style and
+    // built on the compat headers ("sam1").
+    Entry::c_libisc(
+        "isc-capi/examples/sample.c",
+        "libisc-sample-compat-driver",
+        Kind::Program,
+    )
+    .args(&["3", "1"]),
+    // The compat layer's error codes as a user sees them ("sam2").
+    Entry::c_libisc(
+        "isc-capi/tests/vm/compat_probe.c",
+        "libisc-compat-probe",
+        Kind::Program,
+    )
+    .args(&["2"]),
     // Calls per second with one KICK per 32 calls against one per call.
     Entry::example("isc-transport-dev", "kick_batch", Kind::Bench).release(),
 ];
@@ -171,6 +206,9 @@ pub fn build_all(
                 release,
             } => build_cargo(root, meta, package, select, release, notes)?,
             Source::CStatic { source } => build_c(root, source, work, notes)?,
+            Source::CLibisc { source, label } => {
+                build_c_libisc(root, meta, source, label, work, notes)?
+            }
         };
         for (name, host_path) in built {
             let guest_path = format!("/opt/isc/{}", name.replace(['/', '.'], "_"));
@@ -281,6 +319,51 @@ fn build_c(
         bail!("gcc -static {source} failed ({status})");
     }
     Ok(vec![(source.to_string(), exe)])
+}
+
+/// Builds the release `libisc.a` (once per run: cargo has nothing to do the
+/// second time) and links `source` statically against it.
+fn build_c_libisc(
+    root: &Path,
+    meta: &Metadata,
+    source: &str,
+    label: &str,
+    work: &Path,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(String, PathBuf)>> {
+    let src = root.join(source);
+    if !src.is_file() || meta.targets("isc-capi", "cdylib").is_none() {
+        notes.push(format!(
+            "skipped {label}: {source} or isc-capi does not exist yet"
+        ));
+        return Ok(Vec::new());
+    }
+    cargo::build(
+        root,
+        &["build", "--package", "isc-capi", "--lib", "--release"],
+    )?;
+    let lib = meta.target_dir.join("release/libisc.a");
+    let exe = work.join(format!("c-{label}"));
+    let capi = root.join("isc-capi");
+    let status = Command::new("gcc")
+        .args([
+            "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o",
+        ])
+        .arg(&exe)
+        .arg("-I")
+        .arg(capi.join("include"))
+        .arg("-I")
+        .arg(capi.join("examples"))
+        .arg(&src)
+        .arg(&lib)
+        // What `--print native-static-libs` reports for libisc.a.
+        .args(["-lpthread", "-ldl", "-lm", "-lrt", "-lutil"])
+        .status()
+        .context("running gcc")?;
+    if !status.success() {
+        bail!("gcc -static {source} {} failed ({status})", lib.display());
+    }
+    Ok(vec![(label.to_string(), exe)])
 }
 
 #[cfg(test)]
