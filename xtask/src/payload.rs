@@ -171,6 +171,10 @@ pub const ENTRIES: &[Entry] = &[
         Kind::Program,
     )
     .args(&["2"]),
+    // The driver contract: drivers that misbehave on purpose (isc_hazard.ko, loaded
+    // and removed by the test), memory accounting, mmap flags, access per UID.
+    Entry::c_static("driver/tests/hazard.c", Kind::CTest)
+        .args(&["/lib/isc/isc_hazard.ko", "/lib/isc/isc_testdrv.ko"]),
     // Calls per second with one KICK per 32 calls against one per call.
     Entry::example("isc-transport-dev", "kick_batch", Kind::Bench).release(),
 ];
