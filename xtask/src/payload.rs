@@ -349,7 +349,7 @@ fn build_c_libisc(
     let lib = meta.target_dir.join("release/libisc.a");
     let exe = work.join(format!("c-{label}"));
     let capi = root.join("isc-capi");
-    let status = Command::new("gcc")
+    let gcc = Command::new("gcc")
         .args([
             "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o",
         ])
@@ -362,10 +362,17 @@ fn build_c_libisc(
         .arg(&lib)
         // What `--print native-static-libs` reports for libisc.a.
         .args(["-lpthread", "-ldl", "-lm", "-lrt", "-lutil"])
-        .status()
+        .output()
         .context("running gcc")?;
-    if !status.success() {
-        bail!("gcc -static {source} {} failed ({status})", lib.display());
+    // The linker's notes on glibc functions in static programs (getaddrinfo,
+    // getpwuid_r, which the sample never calls) are shown only on failure.
+    if !gcc.status.success() {
+        bail!(
+            "gcc -static {source} {} failed ({}):\n{}",
+            lib.display(),
+            gcc.status,
+            String::from_utf8_lossy(&gcc.stderr)
+        );
     }
     Ok(vec![(label.to_string(), exe)])
 }
