@@ -171,6 +171,11 @@ pub const ENTRIES: &[Entry] = &[
         Kind::Program,
     )
     .args(&["2"]),
+    // The pathways benchmark module: every echo pathway and notification
+    // pathway checked (replies, result codes, event order), nothing measured.
+    Entry::example("isc-benches", "pathways", Kind::CTest)
+        .release()
+        .args(&["--check"]),
     // Calls per second with one KICK per 32 calls against one per call.
     Entry::example("isc-transport-dev", "kick_batch", Kind::Bench).release(),
 ];
