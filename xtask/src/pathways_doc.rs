@@ -566,8 +566,10 @@ pub fn render_markdown(r: &Results) -> String {
 
     s.push_str("## Echo calls\n\n");
     s.push_str(
-        "Calls/s is the throughput of back-to-back calls from one thread; *x ioctl* divides it by \
-         ioctl's at the same size. Latency is one call's round trip as the caller sees it (for \
+        "Calls/s is the throughput of back-to-back calls from one thread (the median of its \
+         timed windows); *x ioctl* is the median, over windows, of its calls/s divided by \
+         ioctl's in the window measured next to it at the same size, so that host drift cancels \
+         (it can differ from the ratio of the two medians). Latency is one call's round trip as the caller sees it (for \
          ISC with 32 calls per KICK: the round trip of the whole batch).\n\n",
     );
     for size in SIZES {
