@@ -6,16 +6,21 @@
 //! qemu (TCG), loads the module and runs the tests in the guest, then
 //! reports per kernel and in total. The last line printed is always
 //! `N passed, N failed`.
+//!
+//! `vm-bench`: the pathways benchmark in one guest kernel; writes
+//! `docs/pathways.md` and its chart (see [`vm_bench`]).
 
 mod cargo;
 mod init_script;
 mod initramfs;
 mod kernels;
 mod modules;
+mod pathways_doc;
 mod payload;
 mod prereq;
 mod qemu;
 mod report;
+mod vm_bench;
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -71,8 +76,9 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let result = match args.next().as_deref() {
         Some("vm-test") => parse_vm_test(args).and_then(|o| vm_test(&o)),
+        Some("vm-bench") => vm_bench::parse(args).and_then(|o| vm_bench::run(&o)),
         Some("-h" | "--help") => {
-            println!("{USAGE}");
+            println!("{USAGE}\n\n{}", vm_bench::USAGE);
             Ok(true)
         }
         other => Err(anyhow::anyhow!(

@@ -171,8 +171,20 @@ pub const ENTRIES: &[Entry] = &[
         Kind::Program,
     )
     .args(&["2"]),
+    // The driver contract: drivers that misbehave on purpose (isc_hazard.ko, loaded
+    // and removed by the test), memory accounting, mmap flags, access per UID.
+    Entry::c_static("driver/tests/hazard.c", Kind::CTest)
+        .args(&["/lib/isc/isc_hazard.ko", "/lib/isc/isc_testdrv.ko"]),
+    // The pathways benchmark module: every echo pathway and notification
+    // pathway checked (replies, result codes, event order), nothing measured.
+    Entry::example("isc-benches", "pathways", Kind::CTest)
+        .release()
+        .args(&["--check"]),
     // Calls per second with one KICK per 32 calls against one per call.
     Entry::example("isc-transport-dev", "kick_batch", Kind::Bench).release(),
+    // Calls per second through the facade (sequential, call_batch, 32 async
+    // calls in flight) against the raw endpoint's one KICK per call.
+    Entry::example("isc", "call_rates", Kind::Bench).release(),
 ];
 
 /// A program copied into the guest.
@@ -345,7 +357,7 @@ fn build_c_libisc(
     let lib = meta.target_dir.join("release/libisc.a");
     let exe = work.join(format!("c-{label}"));
     let capi = root.join("isc-capi");
-    let status = Command::new("gcc")
+    let gcc = Command::new("gcc")
         .args([
             "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o",
         ])
@@ -358,10 +370,17 @@ fn build_c_libisc(
         .arg(&lib)
         // What `--print native-static-libs` reports for libisc.a.
         .args(["-lpthread", "-ldl", "-lm", "-lrt", "-lutil"])
-        .status()
+        .output()
         .context("running gcc")?;
-    if !status.success() {
-        bail!("gcc -static {source} {} failed ({status})", lib.display());
+    // The linker's notes on glibc functions in static programs (getaddrinfo,
+    // getpwuid_r, which the sample never calls) are shown only on failure.
+    if !gcc.status.success() {
+        bail!(
+            "gcc -static {source} {} failed ({}):\n{}",
+            lib.display(),
+            gcc.status,
+            String::from_utf8_lossy(&gcc.stderr)
+        );
     }
     Ok(vec![(label.to_string(), exe)])
 }

@@ -28,7 +28,21 @@ pub fn boot(
     verbose: bool,
     log: &Path,
 ) -> Result<Run> {
+    boot_with(kernel, initrd, "", timeout, verbose, log)
+}
+
+/// Like [`boot`], with `extra` appended to the kernel command line (e.g.
+/// `clocksource=tsc tsc=reliable` for benchmarks).
+pub fn boot_with(
+    kernel: &Path,
+    initrd: &Path,
+    extra: &str,
+    timeout: Duration,
+    verbose: bool,
+    log: &Path,
+) -> Result<Run> {
     let started = Instant::now();
+    let append = format!("console=ttyS0 panic=-1 quiet {extra}");
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2"])
         .args(["-nographic", "-no-reboot"])
@@ -36,7 +50,8 @@ pub fn boot(
         .arg(kernel)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .arg("-append")
+        .arg(append.trim_end())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
