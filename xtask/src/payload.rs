@@ -182,6 +182,9 @@ pub const ENTRIES: &[Entry] = &[
         .args(&["--check"]),
     // Calls per second with one KICK per 32 calls against one per call.
     Entry::example("isc-transport-dev", "kick_batch", Kind::Bench).release(),
+    // Calls per second through the facade (sequential, call_batch, 32 async
+    // calls in flight) against the raw endpoint's one KICK per call.
+    Entry::example("isc", "call_rates", Kind::Bench).release(),
 ];
 
 /// A program copied into the guest.
