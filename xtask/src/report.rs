@@ -4,17 +4,22 @@
 //! `@@ISC-END <name> <exit status>`, followed by `@@ISC-RESULT <name>
 //! pass|fail` (by exit status, for other readers); infrastructure steps print
 //! `@@ISC-CHECK <name> pass|fail`; the kernel log comes between
-//! `@@ISC-DMESG-BEGIN` and `@@ISC-DMESG-END`, and `@@ISC-DONE` ends the run.
+//! `@@ISC-DMESG-BEGIN` and `@@ISC-DMESG-END`, kmemleak's report (debug
+//! kernel) between `@@ISC-KMEMLEAK-BEGIN` and `@@ISC-KMEMLEAK-END`, and
+//! `@@ISC-DONE` ends the run.
 //! Passes and failures are counted here from the programs' own output
 //! (libtest summaries, the C test's `ok`/`FAIL` lines), so a crashed or
-//! silent program is a failure even if it exited 0.
+//! silent program is a failure even if it exited 0, and so is a test binary
+//! that ran no test (all of them ignored or filtered out).
 
 use crate::modules::Modules;
-use crate::payload::{GuestProgram, Kind};
+use crate::payload::{GuestProgram, Kind, Payload};
 use crate::qemu::Run;
 use std::time::Duration;
 
-/// Kernel log lines that fail the run wherever they appear.
+/// Kernel log lines that fail the run wherever they appear. The release
+/// kernels can print only some of them; the debug kernel (KASAN, UBSAN,
+/// lockdep, kmemleak, KFENCE, debug objects, list debugging) all.
 pub const KERNEL_RED_FLAGS: &[&str] = &[
     "WARNING:",
     "BUG:",
@@ -22,10 +27,24 @@ pub const KERNEL_RED_FLAGS: &[&str] = &[
     "general protection fault",
     "lockdep",
     "possible circular locking",
+    "possible recursive locking",
+    "inconsistent lock state",
     "KASAN",
     "UBSAN",
+    "KFENCE:",
     "Call Trace",
+    "suspected memory leak",
+    "refcount_t:",
+    "list_add corruption",
+    "list_del corruption",
+    "ODEBUG:",
+    "INFO: task",
+    "Poison overwritten",
+    "Redzone",
 ];
+
+/// A kmemleak report line that fails the run.
+pub const KMEMLEAK_FLAG: &str = "unreferenced object";
 
 /// The result of one program or check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,7 +104,11 @@ impl KernelSummary {
         let o = Outcome::check(
             "kernel installed",
             false,
-            vec![format!("no {series} cloud kernel image with headers")],
+            vec![if series == crate::kernels::DEBUG_SERIES {
+                "the debug kernel is not available (see above)".to_string()
+            } else {
+                format!("no {series} cloud kernel image with headers")
+            }],
         );
         Self::from_outcomes(series, "", vec![o])
     }
@@ -141,20 +164,35 @@ fn marker<'a>(line: &'a str, tag: &str) -> Option<&'a str> {
     line.find(&needle).map(|i| line[i + needle.len()..].trim())
 }
 
+/// What one guest run was asked to do.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect<'a> {
+    /// The modules built for the kernel.
+    pub mods: &'a Modules,
+    /// The programs (and the entries that could not be built).
+    pub payload: &'a Payload,
+    /// The debug kernel: kmemleak's report must be there and clean.
+    pub debug: bool,
+}
+
 /// Parses a guest run into outcomes.
-pub fn parse(
-    series: &str,
-    release: &str,
-    run: &Run,
-    mods: &Modules,
-    programs: &[GuestProgram],
-) -> KernelSummary {
+pub fn parse(series: &str, release: &str, run: &Run, expect: Expect<'_>) -> KernelSummary {
+    let (mods, programs) = (expect.mods, &expect.payload.programs);
     let lines = &run.lines;
     let mut outcomes = vec![Outcome::check(
         "modules built",
         mods.problem.is_none(),
         mods.problem.iter().cloned().collect(),
     )];
+    // An entry that names a missing test, example or source is a failure,
+    // never a silent skip.
+    for m in &expect.payload.missing {
+        outcomes.push(Outcome::check(
+            &format!("entry {}", m.entry),
+            false,
+            vec![format!("missing: {}", m.reason)],
+        ));
+    }
     let booted = lines.iter().any(|l| marker(l, "BOOT").is_some());
     outcomes.push(Outcome::check(
         "guest booted",
@@ -171,6 +209,9 @@ pub fn parse(
         outcomes.push(program_outcome(p, lines));
     }
     outcomes.push(kernel_log_outcome(lines));
+    if expect.debug {
+        outcomes.push(kmemleak_outcome(lines));
+    }
     let done = lines.iter().any(|l| l.contains("@@ISC-DONE"));
     let mut detail = Vec::new();
     if run.timed_out {
@@ -232,12 +273,13 @@ fn program_outcome(p: &GuestProgram, lines: &[String]) -> Outcome {
     };
     match p.kind {
         Kind::RustTests => {
-            let mut seen = false;
+            let (mut seen, mut ignored) = (false, 0);
             for l in body {
-                if let Some((pass, fail)) = libtest_summary(l) {
+                if let Some(s) = libtest_summary(l) {
                     seen = true;
-                    o.passed += pass;
-                    o.failed += fail;
+                    o.passed += s.passed;
+                    o.failed += s.failed;
+                    ignored += s.ignored;
                 }
                 let t = l.trim();
                 if t.starts_with("test ") && t.ends_with("FAILED") {
@@ -249,6 +291,10 @@ fn program_outcome(p: &GuestProgram, lines: &[String]) -> Outcome {
                 o.detail
                     .push(format!("exit status {rc} without a passing summary"));
                 o.detail.extend(tail(body, 15));
+            } else if o.passed + o.failed == 0 {
+                // Every test ignored or filtered out: nothing was tested.
+                o.failed += 1;
+                o.detail.push(format!("no test ran ({ignored} ignored)"));
             } else if o.failed > 0 {
                 o.detail.extend(failure_excerpt(body));
             }
@@ -307,8 +353,16 @@ fn failure_excerpt(body: &[String]) -> Vec<String> {
     out
 }
 
-/// `(passed, failed)` from a libtest `test result:` line.
-fn libtest_summary(line: &str) -> Option<(u32, u32)> {
+/// The counts of a libtest `test result:` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LibtestSummary {
+    passed: u32,
+    failed: u32,
+    ignored: u32,
+}
+
+/// The counts of a libtest `test result:` line (`ignored` is 0 if absent).
+fn libtest_summary(line: &str) -> Option<LibtestSummary> {
     let rest = &line[line.find("test result: ")? + "test result: ".len()..];
     let count = |what: &str| -> Option<u32> {
         let i = rest.find(what)?;
@@ -318,7 +372,11 @@ fn libtest_summary(line: &str) -> Option<(u32, u32)> {
             .parse()
             .ok()
     };
-    Some((count(" passed")?, count(" failed")?))
+    Some(LibtestSummary {
+        passed: count(" passed")?,
+        failed: count(" failed")?,
+        ignored: count(" ignored").unwrap_or(0),
+    })
 }
 
 fn kernel_log_outcome(lines: &[String]) -> Outcome {
@@ -342,6 +400,30 @@ fn kernel_log_outcome(lines: &[String]) -> Outcome {
     Outcome::check("kernel log clean", flagged.is_empty() && !whole, detail)
 }
 
+/// kmemleak's report after the tests: present, and without a leak.
+fn kmemleak_outcome(lines: &[String]) -> Outcome {
+    let begin = lines
+        .iter()
+        .position(|l| l.contains("@@ISC-KMEMLEAK-BEGIN"));
+    let end = lines.iter().position(|l| l.contains("@@ISC-KMEMLEAK-END"));
+    let Some(report) = begin
+        .zip(end)
+        .filter(|(b, e)| b < e)
+        .map(|(b, e)| &lines[b + 1..e])
+    else {
+        return Outcome::check("kmemleak clean", false, vec!["no kmemleak report".into()]);
+    };
+    let leaks = report.iter().filter(|l| l.contains(KMEMLEAK_FLAG)).count();
+    let detail = if leaks == 0 {
+        Vec::new()
+    } else {
+        let mut d = vec![format!("{leaks} unreferenced object(s)")];
+        d.extend(report.iter().take(30).map(|l| format!("| {l}")));
+        d
+    };
+    Outcome::check("kmemleak clean", leaks == 0, detail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,7 +435,41 @@ mod tests {
             guest_path: "/g".into(),
             kind,
             args: Vec::new(),
+            before: Vec::new(),
+            after: Vec::new(),
         }
+    }
+
+    fn parse_with(run: &Run, payload: &Payload, debug: bool) -> KernelSummary {
+        let mods = Modules::default();
+        parse(
+            "6.1",
+            "r",
+            run,
+            Expect {
+                mods: &mods,
+                payload,
+                debug,
+            },
+        )
+    }
+
+    fn parse_plain(run: &Run) -> KernelSummary {
+        parse_with(
+            run,
+            &Payload {
+                programs: programs(),
+                missing: Vec::new(),
+            },
+            false,
+        )
+    }
+
+    fn outcome<'a>(s: &'a KernelSummary, name: &str) -> &'a Outcome {
+        s.outcomes
+            .iter()
+            .find(|o| o.name == name)
+            .unwrap_or_else(|| panic!("no outcome {name}: {:?}", s.outcomes))
     }
 
     fn lines(s: &str) -> Vec<String> {
@@ -364,11 +480,19 @@ mod tests {
     fn libtest_summaries() {
         assert_eq!(
             libtest_summary("test result: ok. 12 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.01s"),
-            Some((12, 0))
+            Some(LibtestSummary {
+                passed: 12,
+                failed: 0,
+                ignored: 3
+            })
         );
         assert_eq!(
             libtest_summary("test result: FAILED. 1 passed; 2 failed; 0 ignored"),
-            Some((1, 2))
+            Some(LibtestSummary {
+                passed: 1,
+                failed: 2,
+                ignored: 0
+            })
         );
         assert_eq!(libtest_summary("running 3 tests"), None);
     }
@@ -402,7 +526,7 @@ mod tests {
             "running 2 tests\ntest a ... ok\ntest b ... ok\ntest result: ok. 2 passed; 0 failed; 0 ignored",
             "[    0.1] isc: loaded",
         );
-        let s = parse("6.1", "r", &run, &Modules::default(), &programs());
+        let s = parse_plain(&run);
         let get = |n: &str| s.outcomes.iter().find(|o| o.name == n).unwrap().clone();
         assert_eq!((get("dev/device").passed, get("dev/device").failed), (2, 0));
         assert_eq!((get("hostile").passed, get("hostile").failed), (2, 1));
@@ -426,7 +550,7 @@ mod tests {
              test result: FAILED. 0 passed; 1 failed; 0 ignored",
             "",
         );
-        let s = parse("6.1", "r", &run, &Modules::default(), &programs());
+        let s = parse_plain(&run);
         let dev = s.outcomes.iter().find(|o| o.name == "dev/device").unwrap();
         assert_eq!((dev.passed, dev.failed), (0, 1));
         assert!(dev
@@ -439,7 +563,7 @@ mod tests {
     #[test]
     fn a_crashed_test_binary_fails_even_with_partial_output() {
         let run = sample_run("running 2 tests\ntest a ... ok\n", "");
-        let s = parse("6.1", "r", &run, &Modules::default(), &programs());
+        let s = parse_plain(&run);
         let dev = s.outcomes.iter().find(|o| o.name == "dev/device").unwrap();
         assert_eq!(dev.failed, 1);
     }
@@ -451,7 +575,7 @@ mod tests {
                 "test result: ok. 1 passed; 0 failed;",
                 &format!("[ 1.0] {flag} something at isc_kick+0x10"),
             );
-            let s = parse("6.1", "r", &run, &Modules::default(), &programs());
+            let s = parse_plain(&run);
             let log = s
                 .outcomes
                 .iter()
@@ -466,7 +590,7 @@ mod tests {
         let mut run = sample_run("test result: ok. 1 passed; 0 failed;", "");
         run.lines.truncate(4);
         run.timed_out = true;
-        let s = parse("6.1", "r", &run, &Modules::default(), &programs());
+        let s = parse_plain(&run);
         let fin = s
             .outcomes
             .iter()
@@ -486,5 +610,109 @@ mod tests {
     fn markers_after_unterminated_output() {
         assert_eq!(marker("partial@@ISC-END x 0", "END"), Some("x 0"));
         assert_eq!(marker("@@ISC-ENDX", "END"), None);
+    }
+
+    #[test]
+    fn a_test_binary_that_ran_nothing_fails() {
+        // Dropping --include-ignored turns every device test into an
+        // ignored one: that is a failure, not a pass.
+        let run = sample_run(
+            "running 13 tests\ntest a ... ignored\n\
+             test result: ok. 0 passed; 0 failed; 13 ignored; 0 measured; 0 filtered out",
+            "",
+        );
+        let s = parse_plain(&run);
+        let dev = outcome(&s, "dev/device");
+        assert_eq!((dev.passed, dev.failed), (0, 1));
+        assert!(
+            dev.detail.iter().any(|d| d.contains("13 ignored")),
+            "{dev:?}"
+        );
+        // All filtered out is the same.
+        let run = sample_run(
+            "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 5 filtered out",
+            "",
+        );
+        assert_eq!(outcome(&parse_plain(&run), "dev/device").failed, 1);
+        // Some ignored next to tests that ran is fine.
+        let run = sample_run("test result: ok. 4 passed; 0 failed; 2 ignored", "");
+        let dev = outcome(&parse_plain(&run), "dev/device").clone();
+        assert_eq!((dev.passed, dev.failed), (4, 0));
+    }
+
+    #[test]
+    fn a_missing_entry_fails_the_run() {
+        let run = sample_run("test result: ok. 1 passed; 0 failed;", "");
+        let payload = Payload {
+            programs: programs(),
+            missing: vec![crate::payload::Missing {
+                entry: "isc-transport-dev/device".into(),
+                reason: "isc-transport-dev has no test target \"device\"".into(),
+            }],
+        };
+        let s = parse_with(&run, &payload, false);
+        let m = outcome(&s, "entry isc-transport-dev/device");
+        assert_eq!((m.passed, m.failed), (0, 1));
+        assert!(m.detail[0].contains("no test target"));
+        // One failure more than the same run with nothing missing.
+        assert_eq!(s.failed, parse_plain(&run).failed + 1);
+    }
+
+    #[test]
+    fn kmemleak_is_judged_on_the_debug_kernel() {
+        let with_report = |report: &str| {
+            let mut run = sample_run("test result: ok. 1 passed; 0 failed;", "");
+            let done = run.lines.len() - 1;
+            let mut extra = vec!["@@ISC-KMEMLEAK-BEGIN".to_string()];
+            extra.extend(lines(report));
+            extra.push("@@ISC-KMEMLEAK-END".into());
+            run.lines.splice(done..done, extra);
+            run
+        };
+        let payload = Payload {
+            programs: programs(),
+            missing: Vec::new(),
+        };
+        let clean = parse_with(&with_report(""), &payload, true);
+        assert_eq!(outcome(&clean, "kmemleak clean").failed, 0);
+        let leak = parse_with(
+            &with_report(
+                "unreferenced object 0xffff888003a1c000 (size 64):\n  comm \"insmod\", pid 80\n  backtrace:\n    isc_bind+0x42/0x100 [isc]",
+            ),
+            &payload,
+            true,
+        );
+        let k = outcome(&leak, "kmemleak clean");
+        assert_eq!(k.failed, 1);
+        assert!(k.detail.iter().any(|d| d.contains("isc_bind")));
+        // The debug kernel must produce the report at all.
+        let none = parse_with(
+            &sample_run("test result: ok. 1 passed; 0 failed;", ""),
+            &payload,
+            true,
+        );
+        assert_eq!(outcome(&none, "kmemleak clean").failed, 1);
+        // The release kernels have no kmemleak: no outcome.
+        let release = parse_plain(&sample_run("test result: ok. 1 passed; 0 failed;", ""));
+        assert!(release.outcomes.iter().all(|o| o.name != "kmemleak clean"));
+    }
+
+    #[test]
+    fn debug_kernel_reports_are_red_flags() {
+        // The first line of each checker's report, as the 6.12 kernel prints it.
+        for line in [
+            "[   12.1] BUG: KASAN: slab-use-after-free in isc_kick+0x3c/0x200 [isc]",
+            "[   12.1] UBSAN: array-index-out-of-bounds in drivers/isc/isc_main.c:300:9",
+            "[   12.1] WARNING: possible circular locking dependency detected",
+            "[   12.1] WARNING: possible recursive locking detected",
+            "[   12.1] BUG: sleeping function called from invalid context at kernel/locking/mutex.c:580",
+            "[   12.1] BUG: KFENCE: out-of-bounds read in isc_post+0x1/0x2 [isc]",
+            "[   12.1] kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)",
+            "[   12.1] ODEBUG: free active (active state 0) object: 0000 object type: hrtimer",
+            "[   12.1] INFO: task hostile:91 blocked for more than 120 seconds.",
+        ] {
+            let run = sample_run("test result: ok. 1 passed; 0 failed;", line);
+            assert_eq!(outcome(&parse_plain(&run), "kernel log clean").failed, 1, "{line}");
+        }
     }
 }
