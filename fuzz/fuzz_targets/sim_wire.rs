@@ -12,11 +12,13 @@ fuzz_target!(|input: (Vec<u8>, u8)| {
     let (bytes, nfds) = input;
     if let Ok(req) = decode_bind_request(&bytes) {
         if let Ok(layout) = ChannelLayout::from_request(&req) {
-            for ring in [layout.u2k(), layout.k2u()] {
+            for (ring, asked) in [(layout.u2k(), req.u2k), (layout.k2u(), req.k2u)] {
                 assert!(ring.ring_bytes() <= MAX_RING_BYTES);
                 assert_eq!(ring.ring_bytes() % REGION_ALIGN, 0);
-                assert!(ring.slot_count().is_power_of_two());
-                assert!(ring.slot_count() >= req.u2k.num.min(req.k2u.num).min(ring.slot_count()));
+                // Exactly what was asked for: the message size, and the
+                // smallest power of two that holds `num` messages.
+                assert_eq!(ring.msz(), asked.msz);
+                assert_eq!(ring.slot_count(), asked.num.next_power_of_two());
             }
             assert_eq!(layout.k2u_offset(), layout.u2k().ring_bytes());
         }

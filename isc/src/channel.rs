@@ -499,6 +499,8 @@ impl ChannelHandle {
     /// ring is full. Visible to the driver at once.
     pub fn try_send(&self, msg: &[u8]) -> Result<()> {
         let inner = &*self.0;
+        // A dead transport would never read the message.
+        inner.check_open()?;
         let mut tx = lock(&inner.tx);
         let p = producer(&mut tx)?;
         p.push(msg, slot_flags::KIND_MSG)?;
@@ -523,6 +525,8 @@ impl ChannelHandle {
         if let Some(m) = msgs.iter().find(|m| m.len() > max as usize) {
             return Err(Error::TooLarge { len: m.len(), max });
         }
+        // A dead transport would never read the messages.
+        inner.check_open()?;
         let deadline = Instant::now() + inner.timeout;
         let mut tx = lock(&inner.tx);
         for msg in msgs {
