@@ -16,22 +16,48 @@
  * "corrupt" state of the channel (counted, reported by poll and -EIO),
  * never into a warning or an out-of-bounds access.
  *
- * Locking:
- * - isc_lock (mutex): the registry of drivers and bound channels, and the
- *   link between a driver and its channel. bound() and unbind() run under it.
- * - isc_handle.kick_lock (mutex): serialises the u2k drain; got() runs under
- *   it. isc_unregister() takes it (without isc_lock) to wait for in-flight
- *   got() calls. isc_lock is never held while taking a kick_lock.
+ * Drivers: a registration (struct isc_drv) records the module that made it
+ * and an access policy. Every callback runs with a reference on that module
+ * (try_module_get); bound() and unbind() run under isc_lock, and a
+ * registration is unlisted under isc_lock before its module's memory can go
+ * (the module notifier at MODULE_STATE_GOING takes isc_lock), so a callback
+ * made under isc_lock for a listed registration is safe even when the
+ * module is already in its exit function (which is where unregistering
+ * usually happens). got() runs without isc_lock, so a module reference it
+ * could not take means "not delivered".
+ *
+ * Locking (lockdep sees all of it; no lock is taken while waiting):
+ * - isc_lock (mutex): the registry of drivers and channels, the link
+ *   between a driver and its channel, per-user byte counts. bound() and
+ *   unbind() run under it.
+ * - isc_handle.kick_lock (mutex): serialises the u2k drain of one channel;
+ *   got() runs under it and may take isc_lock (register, unregister). No
+ *   other path takes a kick_lock: isc_lock -> kick_lock never happens.
+ * - isc_cb_lock (spinlock): which got() is in flight per registration
+ *   (isc_drv.cb_task), whether a registration is dead, which driver a
+ *   channel's got() calls go to (isc_handle.got_drv, binding), and the list
+ *   of tasks waiting in isc_unregister(). Nested inside isc_lock and
+ *   kick_lock; nothing is taken under it.
  * - isc_handle.post_lock (spinlock, irqsave): the k2u producer state and the
- *   connected/closed flags; isc_post() may run in any context.
+ *   connected/closed flags; isc_post() may run in any context. Nested inside
+ *   isc_lock; never held together with isc_cb_lock.
  * - isc_handle.ref (kref): the fd holds one reference, drivers may hold more
  *   (isc_get/isc_put). The region is freed in release(), after the last
  *   mapping is gone; the struct when the last reference is dropped.
+ *
+ * isc_unregister() never waits on a lock another callback holds: it marks
+ * the registration dead (no got() starts after that) and sleeps until the
+ * got() in flight, if any, has returned. Such waits form a graph (a got()
+ * waiting in isc_unregister() for another registration's got()); a wait
+ * that would close a cycle is refused with -EDEADLK, so the graph never has
+ * one and every wait ends when its got() returns.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/capability.h>
 #include <linux/compat.h>
+#include <linux/cred.h>
 #include <linux/debugfs.h>
 #include <linux/fs.h>
 #include <linux/kref.h>
@@ -52,6 +78,7 @@
 #include <linux/wait.h>
 
 #include "isc.h"
+#include "isc_compat.h"
 
 static_assert(sizeof(struct isc_ring_info) == 64);
 static_assert(sizeof(struct isc_index_line) == 64);
@@ -80,11 +107,36 @@ struct isc_ring {
 /* A registered driver. */
 struct isc_drv {
 	struct list_head node;		/* in isc_drvs, under isc_lock */
+	struct kref ref;		/* the list's, and a got() in flight */
 	u32 uid;
-	bool dying;			/* isc_unregister() in progress */
 	const struct isc_ops *ops;
 	void *arg;
-	struct isc_handle *chan;	/* bound channel, under isc_lock */
+	struct module *owner;		/* pinned around every callback */
+	struct isc_access access;	/* mode 0: CAP_SYS_ADMIN only */
+
+	/* Under isc_lock. */
+	bool unregistering;		/* claimed by isc_unregister() or the module notifier */
+	bool unlisted;			/* removal finished (WRITE_ONCE: waited for locklessly) */
+	bool unbind_owed;		/* the user closed while the module was going */
+	struct isc_handle *chan;	/* bound channel */
+
+	/* Under isc_cb_lock. */
+	bool dead;			/* no got() starts any more */
+	struct task_struct *cb_task;	/* the task running its got(), if any */
+};
+
+/* A task sleeping in isc_unregister() until @target's got() returns. */
+struct isc_waiter {
+	struct list_head node;		/* in isc_waiters, under isc_cb_lock */
+	struct task_struct *task;
+	struct isc_drv *target;
+};
+
+/* BIND progress of an fd, under isc_lock. */
+enum isc_bind_state {
+	ISC_FD_OPEN,			/* no BIND yet */
+	ISC_FD_BINDING,			/* UID reserved, region being allocated */
+	ISC_FD_READY,			/* bound to its UID until release */
 };
 
 /* One open /dev/isc fd; a channel once bound. */
@@ -101,25 +153,31 @@ struct isc_handle {
 	u32 uid;
 	void *region;
 	u32 region_size;
+	struct page **pages;		/* the region's pages (vmap'ed into region) */
+	u32 nr_pages;
 	struct isc_ring u2k;
 	struct isc_ring k2u;
 	struct dentry *dbg;
-	struct list_head node;		/* in isc_chans, under isc_lock */
-	struct isc_drv *link;		/* bound driver, under isc_lock */
+	const struct cred *cred;	/* the binder's, for policies registered later */
+	bool privileged;		/* the binder had CAP_SYS_ADMIN */
+	u32 charged;			/* bytes counted against the binder's user */
+
+	/* Under isc_lock. */
+	enum isc_bind_state state;
+	struct list_head node;		/* in isc_chans */
+	struct isc_drv *link;		/* bound driver */
+	bool skip_unbind;		/* bound() was skipped: its module was going */
+
+	/* Under isc_cb_lock. */
+	struct isc_drv *got_drv;	/* where got() calls go; set after bound() returned */
+	bool binding;			/* bound() in progress: KICK waits */
 
 	/* u2k consumer, under kick_lock. */
 	struct mutex kick_lock;
-	/*
-	 * The driver whose got() KICK calls. Read under kick_lock; set under
-	 * isc_lock; cleared under kick_lock by isc_unregister() (which is how
-	 * it waits for in-flight calls) or by release (no KICK can run then).
-	 */
-	struct isc_drv *got_drv;
-	struct task_struct *kick_task;	/* holder of kick_lock, while it calls got() */
 	void *bounce;			/* msz bytes of u2k */
 	u32 u2k_tail;			/* next slot to consume; == shared tail */
 
-	/* k2u producer, under post_lock. */
+	/* k2u producer, under post_lock (some read locklessly: READ_ONCE). */
 	spinlock_t post_lock;
 	bool connected;			/* a driver is bound: posts accepted */
 	bool closed;			/* fd released: the region is gone */
@@ -139,12 +197,32 @@ struct isc_handle {
 	atomic64_t n_corrupt;		/* corruption detected */
 	atomic64_t n_clamped;		/* replies longer than msz, clamped */
 	atomic64_t n_ctrl;		/* control messages written */
+	atomic64_t n_interrupted;	/* drains stopped by a fatal signal */
+};
+
+/* Region and bounce bytes of one user's bound channels, under isc_lock. */
+struct isc_user {
+	struct list_head node;		/* in isc_users */
+	kuid_t uid;
+	u64 bytes;
 };
 
 static DEFINE_MUTEX(isc_lock);
 static LIST_HEAD(isc_drvs);
 static LIST_HEAD(isc_chans);
+static LIST_HEAD(isc_users);
+static DEFINE_SPINLOCK(isc_cb_lock);
+static LIST_HEAD(isc_waiters);
+static DECLARE_WAIT_QUEUE_HEAD(isc_cb_wq);	/* got() returned; bound() returned */
 static struct dentry *isc_dbg_root;
+
+static unsigned short node_mode = 0600;
+module_param(node_mode, ushort, 0444);
+MODULE_PARM_DESC(node_mode, "permission bits of /dev/isc (default 0600; 0666 lets every user open it, BIND still checks each UID's policy)");
+
+static unsigned long max_user_bytes = 128UL << 20;
+module_param(max_user_bytes, ulong, 0644);
+MODULE_PARM_DESC(max_user_bytes, "bytes of channel memory (regions and bounce buffers) one user may hold; BIND beyond it fails with EDQUOT (default 128 MiB)");
 
 /* ---------------------------------------------------------------- rings */
 
@@ -258,7 +336,7 @@ static int isc_k2u_write_locked(struct isc_handle *ch, u32 kind, const void *msg
 	WRITE_ONCE(sh->len, len);
 	WRITE_ONCE(sh->flags, kind & ~ISC_SLOT_COMPLETED);
 	WRITE_ONCE(sh->rc, 0);
-	ch->k2u_head = idx + 1;
+	WRITE_ONCE(ch->k2u_head, idx + 1);
 	return 0;
 }
 
@@ -305,7 +383,7 @@ static bool isc_write_ctrl_locked(struct isc_handle *ch)
 			break;
 		atomic64_inc(&ch->n_ctrl);
 		ch->ctrl_first = isc_other_kind(ch->ctrl_first);
-		ch->ctrl_count--;
+		WRITE_ONCE(ch->ctrl_count, ch->ctrl_count - 1);
 		wrote = true;
 	}
 	return wrote;
@@ -354,15 +432,13 @@ static bool isc_queue_ctrl_locked(struct isc_handle *ch, u32 kind)
 		return false;
 	if (!ch->ctrl_count) {
 		ch->ctrl_first = kind;
-		ch->ctrl_count = 1;
+		WRITE_ONCE(ch->ctrl_count, 1);
 	} else {
 		u32 last = (ch->ctrl_count & 1) ? ch->ctrl_first : isc_other_kind(ch->ctrl_first);
 
-		if (last != kind) {
-			ch->ctrl_count++;
-			if (ch->ctrl_count > 3)
-				ch->ctrl_count -= 2;
-		}
+		/* Read locklessly by poll and isc_flush_ctrl(). */
+		if (last != kind)
+			WRITE_ONCE(ch->ctrl_count, ch->ctrl_count < 3 ? ch->ctrl_count + 1 : 2);
 	}
 	return isc_flush_ctrl_locked(ch) && isc_k2u_publish_locked(ch);
 }
@@ -444,17 +520,40 @@ void isc_put(struct isc_handle *h)
 }
 EXPORT_SYMBOL_GPL(isc_put);
 
+static void isc_drv_free(struct kref *ref)
+{
+	kfree(container_of(ref, struct isc_drv, ref));
+}
+
+static void isc_drv_put(struct isc_drv *drv)
+{
+	kref_put(&drv->ref, isc_drv_free);
+}
+
+/* The registration of @uid that is not being removed, if any. */
 static struct isc_drv *isc_find_drv(u32 uid)
 {
 	struct isc_drv *d;
 
 	lockdep_assert_held(&isc_lock);
 	list_for_each_entry(d, &isc_drvs, node)
-		if (d->uid == uid)
+		if (d->uid == uid && !d->unregistering)
 			return d;
 	return NULL;
 }
 
+static bool isc_uid_registered(u32 uid)
+{
+	struct isc_drv *d;
+
+	lockdep_assert_held(&isc_lock);
+	list_for_each_entry(d, &isc_drvs, node)
+		if (d->uid == uid)
+			return true;
+	return false;
+}
+
+/* The fd holding @uid (bound, or reserved by a BIND in progress), if any. */
 static struct isc_handle *isc_find_chan(u32 uid)
 {
 	struct isc_handle *ch;
@@ -466,7 +565,85 @@ static struct isc_handle *isc_find_chan(u32 uid)
 	return NULL;
 }
 
-/* Binds a ready channel and a live driver: BOUND to the user, bound() to the driver. */
+static bool isc_cred_in_group(const struct cred *cred, kgid_t gid)
+{
+	const struct group_info *gi = cred->group_info;
+	int i;
+
+	if (gid_eq(cred->egid, gid))
+		return true;
+	for (i = 0; gi && i < gi->ngroups; i++)
+		if (gid_eq(gi->gid[i], gid))
+			return true;
+	return false;
+}
+
+/* May the holder of @cred (@privileged: with CAP_SYS_ADMIN) bind @drv's UID? */
+static bool isc_may_bind(const struct isc_drv *drv, const struct cred *cred, bool privileged)
+{
+	umode_t mode = drv->access.mode;
+
+	if (privileged)
+		return true;
+	if (uid_eq(cred->euid, drv->access.uid))
+		mode >>= 6;
+	else if (isc_cred_in_group(cred, drv->access.gid))
+		mode >>= 3;
+	return (mode & (S_IROTH | S_IWOTH)) == (S_IROTH | S_IWOTH);
+}
+
+/*
+ * Calls bound() under isc_lock with a reference on the driver's module; if
+ * the module is going (its exit function runs, or its init failed), bound()
+ * is skipped and false returned.
+ */
+static bool isc_call_bound(struct isc_drv *drv, struct isc_handle *ch)
+{
+	lockdep_assert_held(&isc_lock);
+	if (!try_module_get(drv->owner))
+		return false;
+	drv->ops->bound(drv->arg, ch);
+	module_put(drv->owner);
+	return true;
+}
+
+/* Who asks for unbind(), which decides whether a going module gets it. */
+enum isc_unbind_mode {
+	ISC_UNBIND_NO,		/* the module is gone: never call it */
+	ISC_UNBIND_IF_LIVE,	/* the user closed: only if the module can be pinned */
+	ISC_UNBIND_ASKED,	/* isc_unregister(): always */
+};
+
+/*
+ * Calls unbind() under isc_lock. With a reference on the module if it can
+ * be taken; isc_unregister() calls it even if the module is going, since
+ * that is how a module's exit function unbinds: the registration is still
+ * listed, so the module notifier, which runs before the module's memory is
+ * freed and waits for the registration to be unlisted, has not finished.
+ * When the user closes while the module is going, unbind() is owed instead
+ * and paid by the module's own isc_unregister(), if it makes one.
+ */
+static void isc_call_unbind(struct isc_drv *drv, enum isc_unbind_mode mode)
+{
+	bool pinned;
+
+	lockdep_assert_held(&isc_lock);
+	if (mode == ISC_UNBIND_NO || !drv->ops->unbind)
+		return;
+	pinned = try_module_get(drv->owner);
+	if (!pinned && mode != ISC_UNBIND_ASKED) {
+		drv->unbind_owed = true;
+		return;
+	}
+	drv->ops->unbind(drv->arg);
+	if (pinned)
+		module_put(drv->owner);
+}
+
+/*
+ * Binds a ready channel and a live driver: BOUND to the user, bound() to the
+ * driver, then got() calls may start (a KICK meanwhile waits for them).
+ */
 static void isc_connect(struct isc_handle *ch, struct isc_drv *drv)
 {
 	unsigned long fl;
@@ -475,30 +652,38 @@ static void isc_connect(struct isc_handle *ch, struct isc_drv *drv)
 	lockdep_assert_held(&isc_lock);
 	drv->chan = ch;
 	ch->link = drv;
-	/*
-	 * From NULL to drv: nothing to wait for, KICK picks it up on its next
-	 * message. Release: the driver's state is visible to that got() call.
-	 */
-	smp_store_release(&ch->got_drv, drv);
+	ch->skip_unbind = false;
+	spin_lock(&isc_cb_lock);
+	WRITE_ONCE(ch->binding, true);
+	spin_unlock(&isc_cb_lock);
 
+	/* Connected before bound(): bound() may post. */
 	spin_lock_irqsave(&ch->post_lock, fl);
-	ch->connected = true;
+	WRITE_ONCE(ch->connected, true);
 	wake = isc_queue_ctrl_locked(ch, ISC_SLOT_KIND_BOUND);
 	spin_unlock_irqrestore(&ch->post_lock, fl);
 	if (wake)
 		isc_wake_readers(ch);
 
-	if (drv->ops->bound)
-		drv->ops->bound(drv->arg, ch);
+	if (drv->ops->bound && !isc_call_bound(drv, ch))
+		ch->skip_unbind = true;
+
+	spin_lock(&isc_cb_lock);
+	ch->got_drv = drv;
+	WRITE_ONCE(ch->binding, false);
+	spin_unlock(&isc_cb_lock);
+	wake_up_all(&isc_cb_wq);
 }
 
 /*
  * Unbinds a channel from its driver; the caller has made sure no got() can
- * be running or start (release: no KICK on a released fd; unregister:
- * got_drv was cleared under kick_lock). Tells the user with UNBOUND if
- * @tell_user, then calls unbind().
+ * be running or start (release: no KICK on a released fd; unregister: the
+ * registration is dead and its got() in flight has returned, or is the
+ * caller). Tells the user with UNBOUND if @tell_user, then calls unbind()
+ * as @mode says (never if bound() was skipped).
  */
-static void isc_disconnect(struct isc_handle *ch, struct isc_drv *drv, bool tell_user)
+static void isc_disconnect(struct isc_handle *ch, struct isc_drv *drv, bool tell_user,
+			   enum isc_unbind_mode mode)
 {
 	unsigned long fl;
 	bool wake = false;
@@ -506,21 +691,24 @@ static void isc_disconnect(struct isc_handle *ch, struct isc_drv *drv, bool tell
 	lockdep_assert_held(&isc_lock);
 	drv->chan = NULL;
 	ch->link = NULL;
-	WRITE_ONCE(ch->got_drv, NULL);
+	spin_lock(&isc_cb_lock);
+	ch->got_drv = NULL;
+	spin_unlock(&isc_cb_lock);
 
 	spin_lock_irqsave(&ch->post_lock, fl);
-	ch->connected = false;
+	WRITE_ONCE(ch->connected, false);
 	if (tell_user)
 		wake = isc_queue_ctrl_locked(ch, ISC_SLOT_KIND_UNBOUND);
 	spin_unlock_irqrestore(&ch->post_lock, fl);
 	if (wake)
 		isc_wake_readers(ch);
 
-	if (drv->ops->unbind)
-		drv->ops->unbind(drv->arg);
+	if (!ch->skip_unbind)
+		isc_call_unbind(drv, mode);
 }
 
-int isc_register(u32 uid, const struct isc_ops *ops, void *arg)
+int __isc_register_access(u32 uid, const struct isc_ops *ops, void *arg,
+			  const struct isc_access *access, struct module *owner)
 {
 	struct isc_handle *ch;
 	struct isc_drv *drv;
@@ -530,70 +718,229 @@ int isc_register(u32 uid, const struct isc_ops *ops, void *arg)
 	drv = kzalloc(sizeof(*drv), GFP_KERNEL);
 	if (!drv)
 		return -ENOMEM;
+	kref_init(&drv->ref);
 	drv->uid = uid;
 	drv->ops = ops;
 	drv->arg = arg;
+	drv->owner = owner;
+	if (access)
+		drv->access = *access;
 
 	mutex_lock(&isc_lock);
-	if (isc_find_drv(uid)) {
+	/* Also while an earlier registration of uid is still being removed. */
+	if (isc_uid_registered(uid)) {
 		mutex_unlock(&isc_lock);
 		kfree(drv);
 		return -EEXIST;
 	}
 	list_add_tail(&drv->node, &isc_drvs);
 	ch = isc_find_chan(uid);
-	if (ch)
+	if (ch && ch->state == ISC_FD_READY && isc_may_bind(drv, ch->cred, ch->privileged))
 		isc_connect(ch, drv);
 	mutex_unlock(&isc_lock);
 	return 0;
 }
-EXPORT_SYMBOL_GPL(isc_register);
+EXPORT_SYMBOL_GPL(__isc_register_access);
 
-int isc_unregister(u32 uid)
+int __isc_register(u32 uid, const struct isc_ops *ops, void *arg, struct module *owner)
 {
-	struct isc_handle *ch;
-	struct isc_drv *drv;
+	return __isc_register_access(uid, ops, arg, NULL, owner);
+}
+EXPORT_SYMBOL_GPL(__isc_register);
 
-	mutex_lock(&isc_lock);
-	drv = isc_find_drv(uid);
-	if (!drv || drv->dying) {
-		mutex_unlock(&isc_lock);
-		return -ENOENT;
+static struct isc_waiter *isc_find_waiter(struct task_struct *t)
+{
+	struct isc_waiter *w;
+
+	lockdep_assert_held(&isc_cb_lock);
+	list_for_each_entry(w, &isc_waiters, node)
+		if (w->task == t)
+			return w;
+	return NULL;
+}
+
+/*
+ * Would waiting for @drv's got() in flight close a cycle? Follows "runs the
+ * got() of" and "waits in isc_unregister() for" from @drv back to current.
+ * The graph has no cycle (this check keeps it so), and each task waits for
+ * at most one registration, so the walk ends.
+ */
+static bool isc_wait_would_deadlock(struct isc_drv *drv)
+{
+	struct task_struct *t = drv->cb_task;
+	struct isc_waiter *w;
+
+	lockdep_assert_held(&isc_cb_lock);
+	while (t) {
+		if (t == current)
+			return true;
+		w = isc_find_waiter(t);
+		if (!w)
+			return false;
+		t = w->target->cb_task;
 	}
-	/* Still listed: no new registration of uid, no new binding to drv. */
-	drv->dying = true;
-	ch = isc_get(drv->chan);
+	return false;
+}
+
+static bool isc_drv_idle(struct isc_drv *drv)
+{
+	return !READ_ONCE(drv->cb_task);
+}
+
+/*
+ * Removes a registration: stops new got() calls, waits for the one in
+ * flight (unless current runs it), unbinds its channel and unlists it.
+ * @mode: ISC_UNBIND_ASKED from isc_unregister(), ISC_UNBIND_NO from the
+ * module notifier (the module is gone).
+ */
+static int isc_remove(struct isc_drv *drv, enum isc_unbind_mode mode)
+{
+	struct isc_waiter w = { .task = current, .target = drv };
+	bool wait;
+
+	lockdep_assert_held(&isc_lock);
+	spin_lock(&isc_cb_lock);
+	if (drv->cb_task && drv->cb_task != current && isc_wait_would_deadlock(drv)) {
+		spin_unlock(&isc_cb_lock);
+		mutex_unlock(&isc_lock);
+		return -EDEADLK;
+	}
+	/* Still listed: no new registration of its uid, no new binding to it. */
+	drv->unregistering = true;
+	drv->dead = true;
+	wait = drv->cb_task && drv->cb_task != current;
+	if (wait)
+		list_add(&w.node, &isc_waiters);
+	spin_unlock(&isc_cb_lock);
 	mutex_unlock(&isc_lock);
 
-	if (ch && READ_ONCE(ch->kick_task) == current) {
-		/*
-		 * Called from this driver's own got() on this channel: that call
-		 * is the only one in flight and we are in it; stop the next ones.
-		 */
-		WRITE_ONCE(ch->got_drv, NULL);
-	} else if (ch) {
-		/*
-		 * Wait for a got() in flight and stop new ones. isc_lock is not
-		 * held: a got() may itself register or unregister other UIDs.
-		 * Nested: the caller may be a got() of another channel.
-		 */
-		mutex_lock_nested(&ch->kick_lock, SINGLE_DEPTH_NESTING);
-		WRITE_ONCE(ch->got_drv, NULL);
-		mutex_unlock(&ch->kick_lock);
+	if (wait) {
+		/* Not a lock: the got() in flight may take isc_lock, register, unregister. */
+		wait_event(isc_cb_wq, isc_drv_idle(drv));
+		spin_lock(&isc_cb_lock);
+		list_del(&w.node);
+		spin_unlock(&isc_cb_lock);
 	}
 
 	mutex_lock(&isc_lock);
 	/* Unless the user closed meanwhile (release then ran unbind()). */
 	if (drv->chan)
-		isc_disconnect(drv->chan, drv, true);
+		isc_disconnect(drv->chan, drv, true, mode);
+	else if (drv->unbind_owed)
+		isc_call_unbind(drv, mode);
 	list_del(&drv->node);
+	WRITE_ONCE(drv->unlisted, true);
 	mutex_unlock(&isc_lock);
-
-	isc_put(ch);
-	kfree(drv);
+	/* For the module notifier, which waits for removals others started. */
+	wake_up_all(&isc_cb_wq);
+	isc_drv_put(drv);
 	return 0;
 }
+
+/* Does current run a got() (of any registration)? */
+static bool isc_current_in_got(void)
+{
+	struct isc_drv *d;
+	bool found = false;
+
+	lockdep_assert_held(&isc_lock);
+	spin_lock(&isc_cb_lock);
+	list_for_each_entry(d, &isc_drvs, node) {
+		if (d->cb_task == current) {
+			found = true;
+			break;
+		}
+	}
+	spin_unlock(&isc_cb_lock);
+	return found;
+}
+
+/* A registration of @uid that someone is removing, if any. */
+static struct isc_drv *isc_find_removing(u32 uid)
+{
+	struct isc_drv *d;
+
+	lockdep_assert_held(&isc_lock);
+	list_for_each_entry(d, &isc_drvs, node)
+		if (d->uid == uid && d->unregistering)
+			return d;
+	return NULL;
+}
+
+int isc_unregister(u32 uid)
+{
+	struct isc_drv *drv;
+
+	mutex_lock(&isc_lock);
+	drv = isc_find_drv(uid);
+	if (drv)
+		return isc_remove(drv, ISC_UNBIND_ASKED);
+	/*
+	 * Someone else is removing it: wait until that is done (its unbind()
+	 * may still run), so that a module's exit function can free what
+	 * unbind() uses once this returns. Not from a got(): the removal may be
+	 * waiting for that very got().
+	 */
+	drv = isc_find_removing(uid);
+	if (drv && !isc_current_in_got()) {
+		kref_get(&drv->ref);
+		mutex_unlock(&isc_lock);
+		wait_event(isc_cb_wq, READ_ONCE(drv->unlisted));
+		isc_drv_put(drv);
+		return -ENOENT;
+	}
+	mutex_unlock(&isc_lock);
+	return -ENOENT;
+}
 EXPORT_SYMBOL_GPL(isc_unregister);
+
+/*
+ * The backstop for a module that goes (after its exit function, or after
+ * its init failed) with registrations left: they are removed without
+ * calling into the module.
+ */
+static int isc_module_notify(struct notifier_block *nb, unsigned long state, void *data)
+{
+	struct module *mod = data;
+	struct isc_drv *d, *found;
+
+	if (state != MODULE_STATE_GOING)
+		return NOTIFY_DONE;
+	for (;;) {
+		found = NULL;
+		mutex_lock(&isc_lock);
+		list_for_each_entry(d, &isc_drvs, node) {
+			if (d->owner == mod) {
+				found = d;
+				break;
+			}
+		}
+		if (!found) {
+			mutex_unlock(&isc_lock);
+			break;
+		}
+		if (!found->unregistering) {
+			pr_warn("module %s left uid %08x registered; removed without calling it\n",
+				mod->name, found->uid);
+			/* Cannot be -EDEADLK: this task runs no got(). */
+			isc_remove(found, ISC_UNBIND_NO);
+			continue;
+		}
+		/*
+		 * Someone else is removing it and may still call unbind(): the
+		 * module's memory must stay until that is done.
+		 */
+		kref_get(&found->ref);
+		mutex_unlock(&isc_lock);
+		wait_event(isc_cb_wq, READ_ONCE(found->unlisted));
+		isc_drv_put(found);
+	}
+	return NOTIFY_OK;
+}
+
+static struct notifier_block isc_module_nb = {
+	.notifier_call = isc_module_notify,
+};
 
 /* -------------------------------------------------------------- debugfs */
 
@@ -612,9 +959,114 @@ static int isc_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "clamped %lld\n", atomic64_read(&ch->n_clamped));
 	seq_printf(m, "ctrl %lld\n", atomic64_read(&ch->n_ctrl));
 	seq_printf(m, "ctrl_pending %u\n", READ_ONCE(ch->ctrl_count));
+	seq_printf(m, "interrupted %lld\n", atomic64_read(&ch->n_interrupted));
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(isc_stats);
+
+/* ---------------------------------------------------------- memory */
+
+static struct isc_user *isc_find_user(kuid_t uid)
+{
+	struct isc_user *u;
+
+	lockdep_assert_held(&isc_lock);
+	list_for_each_entry(u, &isc_users, node)
+		if (uid_eq(u->uid, uid))
+			return u;
+	return NULL;
+}
+
+/* Counts @bytes against @uid's cap (max_user_bytes): 0, -EDQUOT or -ENOMEM. */
+static int isc_charge(kuid_t uid, u32 bytes)
+{
+	struct isc_user *u;
+
+	lockdep_assert_held(&isc_lock);
+	u = isc_find_user(uid);
+	if (!u) {
+		u = kzalloc(sizeof(*u), GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+		if (!u)
+			return -ENOMEM;
+		u->uid = uid;
+		list_add(&u->node, &isc_users);
+	}
+	if (u->bytes + bytes > READ_ONCE(max_user_bytes)) {
+		if (!u->bytes) {
+			list_del(&u->node);
+			kfree(u);
+		}
+		return -EDQUOT;
+	}
+	u->bytes += bytes;
+	return 0;
+}
+
+static void isc_uncharge(kuid_t uid, u32 bytes)
+{
+	struct isc_user *u;
+
+	lockdep_assert_held(&isc_lock);
+	u = isc_find_user(uid);
+	if (!u)
+		return;
+	u->bytes -= min_t(u64, u->bytes, bytes);
+	if (!u->bytes) {
+		list_del(&u->node);
+		kfree(u);
+	}
+}
+
+static void isc_region_free(struct isc_handle *ch)
+{
+	u32 i;
+
+	kvfree(ch->bounce);
+	ch->bounce = NULL;
+	if (ch->region)
+		vunmap(ch->region);
+	ch->region = NULL;
+	for (i = 0; i < ch->nr_pages; i++)
+		__free_page(ch->pages[i]);
+	kvfree(ch->pages);
+	ch->pages = NULL;
+	ch->nr_pages = 0;
+}
+
+/*
+ * Allocates the region (zeroed pages, charged to the caller's memory
+ * cgroup, mapped into one contiguous kernel range that remap_vmalloc_range()
+ * accepts) and the bounce buffer. No warning and no OOM kill on failure:
+ * BIND returns -ENOMEM.
+ */
+static int isc_region_alloc(struct isc_handle *ch, u32 size)
+{
+	const gfp_t gfp = GFP_KERNEL_ACCOUNT | __GFP_NOWARN | __GFP_RETRY_MAYFAIL;
+	u32 n = DIV_ROUND_UP(size, PAGE_SIZE);
+
+	ch->pages = kvcalloc(n, sizeof(*ch->pages), gfp);
+	if (!ch->pages)
+		return -ENOMEM;
+	while (ch->nr_pages < n) {
+		struct page *pg = alloc_page(gfp | __GFP_ZERO);
+
+		if (!pg)
+			goto fail;
+		ch->pages[ch->nr_pages++] = pg;
+		if (!(ch->nr_pages & 63))
+			cond_resched();
+	}
+	ch->region = vmap(ch->pages, n, VM_MAP | VM_USERMAP, PAGE_KERNEL);
+	if (!ch->region)
+		goto fail;
+	ch->bounce = kvzalloc(ch->u2k.msz, gfp);
+	if (!ch->bounce)
+		goto fail;
+	return 0;
+fail:
+	isc_region_free(ch);
+	return -ENOMEM;
+}
 
 /* ------------------------------------------------------------------ fd */
 
@@ -637,43 +1089,59 @@ static int isc_release(struct inode *inode, struct file *file)
 {
 	struct isc_handle *ch = file->private_data;
 	unsigned long fl;
+	bool was_bound;
 
-	if (ch->ready) {
-		mutex_lock(&isc_lock);
+	/* No ioctl runs on this fd any more: the state is READY or OPEN. */
+	mutex_lock(&isc_lock);
+	was_bound = ch->state == ISC_FD_READY;
+	if (was_bound) {
 		if (ch->link)
-			isc_disconnect(ch, ch->link, false);
+			isc_disconnect(ch, ch->link, false, ISC_UNBIND_IF_LIVE);
 		list_del(&ch->node);
 		/* Waits for readers of the counters; frees the name for a new bind. */
 		debugfs_remove(ch->dbg);
 		ch->dbg = NULL;
-		mutex_unlock(&isc_lock);
+		isc_uncharge(ch->cred->euid, ch->charged);
+	}
+	mutex_unlock(&isc_lock);
 
+	if (was_bound) {
 		/* From here isc_post() on a driver's reference touches nothing. */
 		spin_lock_irqsave(&ch->post_lock, fl);
 		ch->closed = true;
-		ch->connected = false;
+		WRITE_ONCE(ch->connected, false);
 		spin_unlock_irqrestore(&ch->post_lock, fl);
 
 		/* No mapping is left: each one holds a reference to this file. */
-		vfree(ch->region);
-		ch->region = NULL;
-		kvfree(ch->bounce);
-		ch->bounce = NULL;
+		isc_region_free(ch);
+		put_cred(ch->cred);
+		ch->cred = NULL;
 	}
 	isc_put(ch);
 	return 0;
 }
 
-static long isc_bind(struct isc_handle *ch, struct isc_bind_args __user *uargs)
+/*
+ * BIND. The order of the checks is the documented precedence of errors:
+ * -EBADF (fd not open for writing), -EFAULT, -EALREADY, -EPROTO, -EINVAL,
+ * -E2BIG, then -EACCES (the UID's policy refuses the caller) or -EPERM (no
+ * driver has registered the UID and the caller lacks CAP_SYS_ADMIN),
+ * -EBUSY, -EDQUOT (the user's max_user_bytes), -ENOMEM. Nothing is
+ * allocated for the region before the UID is known to be free: the UID is
+ * reserved under isc_lock first.
+ */
+static long isc_bind(struct file *file, struct isc_handle *ch, struct isc_bind_args __user *uargs)
 {
 	struct isc_bind_args args;
 	struct isc_ring u2k = {}, k2u = {};
 	struct isc_drv *drv;
-	void *region, *bounce;
+	bool privileged;
 	char name[16];
-	u32 size;
+	u32 size, charge;
 	int ret;
 
+	if (!(file->f_mode & FMODE_WRITE))
+		return -EBADF;
 	if (copy_from_user(&args, uargs, sizeof(args)))
 		return -EFAULT;
 	if (smp_load_acquire(&ch->ready))
@@ -688,43 +1156,65 @@ static long isc_bind(struct isc_handle *ch, struct isc_bind_args __user *uargs)
 	ret = isc_ring_config(&args.req.k2u, &k2u);
 	if (ret)
 		return ret;
-	/* Both rings are at most ISC_MAX_RING_BYTES: the sum fits a u32. */
+	/* Both rings are at most ISC_MAX_RING_BYTES: the sums fit a u32. */
 	size = u2k.ring_bytes + k2u.ring_bytes;
-
-	region = vmalloc_user(size);
-	bounce = kvmalloc(u2k.msz, GFP_KERNEL);
-	if (!region || !bounce) {
-		vfree(region);
-		kvfree(bounce);
-		return -ENOMEM;
-	}
+	charge = size + u2k.msz;
+	privileged = ns_capable_noaudit(&init_user_ns, CAP_SYS_ADMIN);
 
 	mutex_lock(&isc_lock);
-	if (ch->ready) {
+	if (ch->state != ISC_FD_OPEN) {
 		ret = -EALREADY;
-		goto fail;
+		goto unlock;
+	}
+	drv = isc_find_drv(args.req.uid);
+	if (drv && !isc_may_bind(drv, current_cred(), privileged)) {
+		ret = -EACCES;
+		goto unlock;
+	}
+	if (!drv && !privileged) {
+		ret = -EPERM;
+		goto unlock;
 	}
 	if (isc_find_chan(args.req.uid)) {
 		ret = -EBUSY;
-		goto fail;
+		goto unlock;
 	}
+	ret = isc_charge(current_euid(), charge);
+	if (ret)
+		goto unlock;
+	/* Reserved: another BIND of the uid gets -EBUSY, a registration waits for READY. */
 	ch->uid = args.req.uid;
-	ch->region = region;
-	ch->region_size = size;
-	ch->bounce = bounce;
+	ch->state = ISC_FD_BINDING;
+	list_add_tail(&ch->node, &isc_chans);
+	mutex_unlock(&isc_lock);
+
 	ch->u2k = u2k;
 	ch->k2u = k2u;
-	isc_ring_init(&ch->u2k, region);
-	isc_ring_init(&ch->k2u, (u8 *)region + u2k.ring_bytes);
-	list_add_tail(&ch->node, &isc_chans);
+	ret = isc_region_alloc(ch, size);
+
+	mutex_lock(&isc_lock);
+	if (ret) {
+		list_del_init(&ch->node);
+		isc_uncharge(current_euid(), charge);
+		ch->state = ISC_FD_OPEN;
+		goto unlock;
+	}
+	ch->region_size = size;
+	ch->charged = charge;
+	ch->cred = get_current_cred();
+	ch->privileged = privileged;
+	isc_ring_init(&ch->u2k, ch->region);
+	isc_ring_init(&ch->k2u, (u8 *)ch->region + u2k.ring_bytes);
 	snprintf(name, sizeof(name), "%08x", ch->uid);
 	ch->dbg = debugfs_create_file(name, 0400, isc_dbg_root, ch, &isc_stats_fops);
+	ch->state = ISC_FD_READY;
 	/* Pairs with the acquire loads in mmap, poll and KICK. */
 	smp_store_release(&ch->ready, 1);
 
+	/* The policy may have changed while the region was allocated. */
 	drv = isc_find_drv(ch->uid);
 	args.resp.bound = 0;
-	if (drv && !drv->dying) {
+	if (drv && isc_may_bind(drv, ch->cred, privileged)) {
 		isc_connect(ch, drv);
 		args.resp.bound = 1;
 	}
@@ -739,23 +1229,72 @@ static long isc_bind(struct isc_handle *ch, struct isc_bind_args __user *uargs)
 		return -EFAULT;
 	return 0;
 
-fail:
+unlock:
 	mutex_unlock(&isc_lock);
-	vfree(region);
-	kvfree(bounce);
 	return ret;
+}
+
+/*
+ * The driver the next got() goes to, with its module pinned, current
+ * recorded as running its got() and a reference on the registration; NULL
+ * if the channel has no live driver (the message is not delivered). Waits
+ * for a bound() in progress first; -EINTR in *@err if killed meanwhile.
+ */
+static struct isc_drv *isc_got_begin(struct isc_handle *ch, int *err)
+{
+	struct isc_drv *drv;
+
+	for (;;) {
+		spin_lock(&isc_cb_lock);
+		if (!ch->binding)
+			break;
+		spin_unlock(&isc_cb_lock);
+		if (wait_event_killable(isc_cb_wq, !READ_ONCE(ch->binding))) {
+			*err = -EINTR;
+			return NULL;
+		}
+	}
+	drv = ch->got_drv;
+	if (drv && (drv->dead || !try_module_get(drv->owner)))
+		drv = NULL;
+	if (drv) {
+		WRITE_ONCE(drv->cb_task, current);
+		kref_get(&drv->ref);
+	}
+	spin_unlock(&isc_cb_lock);
+	return drv;
+}
+
+static void isc_got_end(struct isc_drv *drv)
+{
+	bool dead;
+
+	/*
+	 * Unpinned before cb_task is cleared: once it is, the module notifier
+	 * of a module whose init failed may finish and its memory go.
+	 */
+	module_put(drv->owner);
+	spin_lock(&isc_cb_lock);
+	WRITE_ONCE(drv->cb_task, NULL);
+	dead = drv->dead;
+	spin_unlock(&isc_cb_lock);
+	if (dead)
+		wake_up_all(&isc_cb_wq);
+	isc_drv_put(drv);
 }
 
 /*
  * Drains the u2k ring (consumer side of isc-ring): one acquire load of head,
  * each slot's header read once and validated, the message copied to the
  * bounce buffer before the driver sees it, the reply and rc written back in
- * place, then one release store of tail for the whole batch.
+ * place, then one release store of tail for what was handled. A fatal
+ * signal stops the drain between messages; the rest stays queued.
  */
 static long isc_kick(struct isc_handle *ch)
 {
 	struct isc_ring *r = &ch->u2k;
 	u32 head, done = 0, delivered = 0, clamped = 0;
+	bool interrupted = false;
 	long ret = 0;
 
 	if (!smp_load_acquire(&ch->ready))
@@ -779,28 +1318,34 @@ static long isc_kick(struct isc_handle *ch)
 	while (ch->u2k_tail != head) {
 		u32 idx = ch->u2k_tail;
 		struct isc_slot_header *sh = isc_slot(r, idx);
-		u32 seq = READ_ONCE(sh->seq);
-		u32 len = READ_ONCE(sh->len);
-		u32 flags = READ_ONCE(sh->flags);
 		struct isc_drv *drv;
-		int rc;
+		u32 seq, len, flags;
+		int rc, err = 0;
 
+		if (fatal_signal_pending(current)) {
+			interrupted = true;
+			break;
+		}
+		seq = READ_ONCE(sh->seq);
+		len = READ_ONCE(sh->len);
+		flags = READ_ONCE(sh->flags);
 		/* A user message carries no flags: a control kind or a stray bit is corruption. */
 		if (seq != idx || len > r->msz || flags != ISC_SLOT_KIND_MSG) {
 			isc_mark_corrupt(ch, ISC_CORRUPT_U2K);
 			ret = -EIO;
 			break;
 		}
-		/* Pairs with the release store in isc_connect(). */
-		drv = smp_load_acquire(&ch->got_drv);
+		drv = isc_got_begin(ch, &err);
+		if (err) {
+			interrupted = true;
+			break;
+		}
 		if (drv) {
 			u32 rlen = len;
 
 			memcpy(ch->bounce, isc_payload(sh), len);
-			WRITE_ONCE(ch->kick_task, current);
 			rc = drv->ops->got(drv->arg, ch->bounce, &rlen, r->msz);
-			WRITE_ONCE(ch->kick_task, NULL);
-			/* drv may be gone now (got() unregistered it): not used below. */
+			isc_got_end(drv);
 			if (rlen > r->msz) {
 				rlen = r->msz;
 				clamped++;
@@ -820,13 +1365,18 @@ static long isc_kick(struct isc_handle *ch)
 		cond_resched();
 	}
 	if (done) {
-		/* Releases the batch: the replies above are visible before the new tail. */
+		/* Releases what was handled: the replies above are visible before the new tail. */
 		smp_store_release(&r->hdr->tail.value, ch->u2k_tail);
 	}
 	atomic64_add(delivered, &ch->n_messages);
 	atomic64_add(done - delivered, &ch->n_not_delivered);
 	if (clamped)
 		atomic64_add(clamped, &ch->n_clamped);
+	if (interrupted) {
+		atomic64_inc(&ch->n_interrupted);
+		if (!done)
+			ret = -EINTR;
+	}
 out:
 	mutex_unlock(&ch->kick_lock);
 	isc_flush_ctrl(ch);
@@ -839,7 +1389,7 @@ static long isc_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 
 	switch (cmd) {
 	case ISC_IOC_BIND:
-		return isc_bind(ch, (struct isc_bind_args __user *)arg);
+		return isc_bind(file, ch, (struct isc_bind_args __user *)arg);
 	case ISC_IOC_KICK:
 		return isc_kick(ch);
 	default:
@@ -847,6 +1397,11 @@ static long isc_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	}
 }
 
+/*
+ * The region is mapped shared, never executable (PROT_EXEC is refused with
+ * -EPERM and mprotect cannot add it), not inherited by fork() (a child does
+ * not keep the UID busy through it), not dumped and not growable.
+ */
 static int isc_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct isc_handle *ch = file->private_data;
@@ -862,10 +1417,13 @@ static int isc_mmap(struct file *file, struct vm_area_struct *vma)
 	/* Both sides must see the same pages: MAP_SHARED only. */
 	if (!(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
+	if (vma->vm_flags & VM_EXEC)
+		return -EPERM;
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
-	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+	vm_flags_mod(vma, VM_DONTEXPAND | VM_DONTDUMP | VM_DONTCOPY, VM_MAYEXEC);
 #else
-	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP | VM_DONTCOPY;
+	vma->vm_flags &= ~VM_MAYEXEC;
 #endif
 	return remap_vmalloc_range(vma, ch->region, 0);
 }
@@ -910,17 +1468,27 @@ static struct miscdevice isc_misc = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = "isc",
 	.fops = &isc_fops,
-	.mode = 0600,
 };
 
 static int __init isc_init(void)
 {
 	int ret;
 
+	isc_misc.mode = node_mode & 0666;
+	ret = register_module_notifier(&isc_module_nb);
+	if (ret)
+		return ret;
+	ret = isc_compat_init();
+	if (ret) {
+		unregister_module_notifier(&isc_module_nb);
+		return ret;
+	}
 	isc_dbg_root = debugfs_create_dir("isc", NULL);
 	ret = misc_register(&isc_misc);
 	if (ret) {
 		debugfs_remove_recursive(isc_dbg_root);
+		isc_compat_exit();
+		unregister_module_notifier(&isc_module_nb);
 		return ret;
 	}
 	return 0;
@@ -930,6 +1498,8 @@ static void __exit isc_exit(void)
 {
 	misc_deregister(&isc_misc);
 	debugfs_remove_recursive(isc_dbg_root);
+	isc_compat_exit();
+	unregister_module_notifier(&isc_module_nb);
 }
 
 module_init(isc_init);

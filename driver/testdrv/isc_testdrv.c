@@ -33,6 +33,11 @@
  * { s32 rc; u32 delay_ms; u8 payload[]; } (little endian): sleep
  * min(delay_ms, 2000) ms, reverse the payload in place, return rc.
  *
+ * It lets whoever drives "tctl" register drivers for arbitrary UIDs, so it
+ * refuses to load without the module parameter enable=1, and the control
+ * channel answers only callers with CAP_SYS_ADMIN (-EPERM otherwise; its
+ * UID has the default policy, so binding it needs CAP_SYS_ADMIN too).
+ *
  * Locking: td_lock (mutex) guards the list of echo drivers and serialises
  * the control ops; it is taken only by the control got() and module exit,
  * never from bound()/unbind() (those run under the ISC registry lock, which
@@ -42,6 +47,7 @@
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/capability.h>
 #include <linux/delay.h>
 #include <linux/list.h>
 #include <linux/minmax.h>
@@ -92,6 +98,10 @@ struct td_echo {
 
 static DEFINE_MUTEX(td_lock);
 static LIST_HEAD(td_echoes);
+
+static bool enable;
+module_param(enable, bool, 0444);
+MODULE_PARM_DESC(enable, "must be 1: this test driver registers drivers for any UID on request");
 
 /* ------------------------------------------------------------ echo driver */
 
@@ -297,6 +307,9 @@ static int td_ctl_got(void *arg, void *msg, u32 *len, u32 msz)
 
 	if (*len != sizeof(req) || msz < sizeof(req))
 		return -EINVAL;
+	/* got() runs in the KICKing task: this is the caller's capability. */
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
 	memcpy(&req, msg, sizeof(req));
 
 	mutex_lock(&td_lock);
@@ -332,6 +345,10 @@ static const struct isc_ops td_ctl_ops = {
 
 static int __init td_init(void)
 {
+	if (!enable) {
+		pr_info("not loaded: a test driver, load it with enable=1\n");
+		return -EPERM;
+	}
 	return isc_register(TD_CTL_UID, &td_ctl_ops, NULL);
 }
 

@@ -25,6 +25,15 @@ pub enum DevError {
     /// Another user holds a channel with this UID (`EBUSY`).
     #[error("channel UID is already bound by another user")]
     Busy,
+    /// The caller may not bind this UID: the policy its driver declared
+    /// refuses the caller (`EACCES`), or no driver has registered it and
+    /// binding an unregistered UID needs `CAP_SYS_ADMIN` (`EPERM`).
+    #[error("not allowed to bind this channel UID")]
+    PermissionDenied,
+    /// The caller's user already holds as much channel memory as the
+    /// module's `max_user_bytes` allows (`EDQUOT`).
+    #[error("per-user channel memory limit reached")]
+    QuotaExceeded,
     /// The device speaks another version of the ISC ABI (`EPROTO`), or does
     /// not know the ISC ioctls at all (`ENOTTY`).
     #[error("the device does not speak this ISC ABI version")]
@@ -79,6 +88,8 @@ impl DevError {
                 path: path.to_path_buf(),
             },
             (Op::Bind, Errno::EBUSY) => DevError::Busy,
+            (Op::Bind, Errno::EACCES | Errno::EPERM) => DevError::PermissionDenied,
+            (Op::Bind, Errno::EDQUOT) => DevError::QuotaExceeded,
             (Op::Bind, Errno::EPROTO | Errno::ENOTTY) => DevError::AbiMismatch,
             (Op::Kick, Errno::ENOTTY) => DevError::AbiMismatch,
             (Op::Kick, Errno::EIO) => DevError::Corrupt,
@@ -121,6 +132,9 @@ mod tests {
         assert_eq!(map(Op::Mmap, Errno::ENXIO), DevError::NotBound);
         assert_eq!(map(Op::Mmap, Errno::EINVAL), DevError::Io(Errno::EINVAL));
         assert_eq!(map(Op::Poll, Errno::EIO), DevError::Io(Errno::EIO));
+        assert_eq!(map(Op::Bind, Errno::EACCES), DevError::PermissionDenied);
+        assert_eq!(map(Op::Bind, Errno::EPERM), DevError::PermissionDenied);
+        assert_eq!(map(Op::Bind, Errno::EDQUOT), DevError::QuotaExceeded);
         // EBUSY only means "UID taken" on BIND.
         assert_eq!(map(Op::Kick, Errno::EBUSY), DevError::Io(Errno::EBUSY));
     }

@@ -110,6 +110,14 @@ impl Link {
         )?)
     }
 
+    /// The completion doorbell: readable when the host released `u2k`
+    /// slots while the user was waiting (after `Producer::prepare_wait*`).
+    /// For an async runtime; drain it with [`Link::wait_completion`] (a zero
+    /// timeout) after it fires.
+    pub fn completion_fd(&self) -> BorrowedFd<'_> {
+        self.completion_bell.as_fd()
+    }
+
     /// True once the host has closed the channel (it shut down, the server
     /// died, or it tore the channel down after a fault).
     pub fn is_closed(&self) -> bool {
@@ -127,6 +135,39 @@ impl Link {
     /// Length of the mapped region in bytes.
     pub fn region_len(&self) -> usize {
         self.region.len()
+    }
+}
+
+/// How long dropping a [`Link`] waits for the host to tear the channel down.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+impl Drop for Link {
+    /// Ends the binding like closing the device does: tells the host, then
+    /// waits (at most 2 s) until it has unbound the driver and freed the
+    /// UID, so the UID can be bound again at once. The wait includes a
+    /// driver callback still running for this channel. Not on a host's
+    /// service thread (a driver callback dropping an endpoint), where the
+    /// host could not proceed until the callback returns.
+    fn drop(&mut self) {
+        use nix::sys::socket::{shutdown, Shutdown};
+        use std::os::fd::AsRawFd;
+        if crate::host::in_service() {
+            return;
+        }
+        if shutdown(self.conn.as_raw_fd(), Shutdown::Write).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + CLOSE_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut fds = [PollFd::new(self.conn.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, crate::sys::poll_timeout(Some(left))) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                // Anything readable now is the host's end closing (it sends
+                // nothing after the handshake), or the wait is over.
+                _ => return,
+            }
+        }
     }
 }
 

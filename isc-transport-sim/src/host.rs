@@ -89,6 +89,11 @@ thread_local! {
     static IN_SERVICE: Cell<bool> = const { Cell::new(false) };
 }
 
+/// True on a host's service thread (where driver callbacks run).
+pub(crate) fn in_service() -> bool {
+    IN_SERVICE.with(Cell::get)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock only means a driver callback panicked elsewhere; the
     // protected state is always left consistent between statements.
@@ -1137,15 +1142,24 @@ impl Service {
         } else {
             lock(&self.ch.k2u).state = LinkState::Closed;
         }
-        // The user learns the channel is gone before the driver's unbind,
-        // as a closing device file would make it.
-        let _ = shutdown(self.ch.conn.as_raw_fd(), Shutdown::Both);
+        // A user still there learns the channel is gone before the
+        // driver's unbind, as a closing device file would make it. A user
+        // that closed waits for the hang-up (see `Link`'s drop): it comes
+        // once the UID is free again, so closing and re-opening works, as
+        // on the device, whose `close` unbinds before it returns.
+        let user_gone = matches!(why, Teardown::UserGone);
+        if !user_gone {
+            let _ = shutdown(self.ch.conn.as_raw_fd(), Shutdown::Both);
+        }
         if let Some(old) = self.current.take() {
             old.ops.unbind();
         }
         self.host.remove_channel(&self.ch);
         // Statistics only, see `Counters::add`.
         self.host.counters.channels.fetch_sub(1, Ordering::Relaxed);
+        if user_gone {
+            let _ = shutdown(self.ch.conn.as_raw_fd(), Shutdown::Both);
+        }
         self.ch.mark_closed();
     }
 }
@@ -1158,8 +1172,8 @@ impl Drop for Service {
             // driver.
             self.done = true;
             lock(&self.ch.k2u).state = LinkState::Closed;
-            let _ = shutdown(self.ch.conn.as_raw_fd(), Shutdown::Both);
             self.host.remove_channel(&self.ch);
+            let _ = shutdown(self.ch.conn.as_raw_fd(), Shutdown::Both);
             self.host.counters.channels.fetch_sub(1, Ordering::Relaxed);
             self.ch.mark_closed();
         }

@@ -123,3 +123,135 @@ impl SimDriver for SinkDriver {
         0
     }
 }
+
+/// The sample protocol's driver (the userspace twin of `isc_sample.ko`):
+/// 256 32-bit registers behind 12-byte messages `{u32 id; u32 a; u32 b}`.
+///
+/// - id `0x001` reads register `a`: the reply is the request with `b` set
+///   to its value, rc 0;
+/// - id `0x002` writes `b` into register `a`: the reply is the request,
+///   rc 0;
+/// - a message shorter than 12 bytes, an unknown id or an index >= 256:
+///   rc `-EINVAL`, message unchanged.
+///
+/// While bound, the [`IrqTimer`] started by [`RegisterDriver::start_irq`]
+/// posts `{0x100, 1, status}` every period, the status counting from 1 per
+/// binding (a post refused because the ring is full still uses a number).
+#[derive(Debug)]
+pub struct RegisterDriver {
+    registers: Mutex<[u32; REGISTER_COUNT]>,
+    /// The current binding's handle and its status counter.
+    binding: Mutex<Option<(Handle, u32)>>,
+}
+
+/// Registers of [`RegisterDriver`].
+pub const REGISTER_COUNT: usize = 256;
+/// Opcode: read register.
+pub const SAMPLE_READ_REG: u32 = 0x001;
+/// Opcode: write register.
+pub const SAMPLE_WRITE_REG: u32 = 0x002;
+/// Opcode of the irq status posts.
+pub const SAMPLE_IRQ_STAT: u32 = 0x100;
+/// The irq id of the status posts.
+pub const SAMPLE_IRQ_ID: u32 = 1;
+
+impl Default for RegisterDriver {
+    fn default() -> Self {
+        Self {
+            registers: Mutex::new([0; REGISTER_COUNT]),
+            binding: Mutex::new(None),
+        }
+    }
+}
+
+impl RegisterDriver {
+    /// A driver with every register 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts posting an irq status every `period` while bound; the timer
+    /// stops when the returned value is dropped.
+    pub fn start_irq(self: &std::sync::Arc<Self>, period: std::time::Duration) -> IrqTimer {
+        let (stop, rx) = std::sync::mpsc::channel::<()>();
+        let driver = std::sync::Arc::clone(self);
+        let thread = std::thread::Builder::new()
+            .name("sample irq".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(period)
+                {
+                    driver.tick();
+                }
+            })
+            .ok();
+        IrqTimer {
+            stop: Some(stop),
+            thread,
+        }
+    }
+
+    /// One irq: posts the next status if bound.
+    fn tick(&self) {
+        let mut binding = self.binding.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((handle, status)) = binding.as_mut() {
+            *status = status.wrapping_add(1);
+            let mut msg = [0u8; 12];
+            for (i, v) in [SAMPLE_IRQ_STAT, SAMPLE_IRQ_ID, *status].iter().enumerate() {
+                msg[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
+            }
+            // A full ring drops the post; its number stays used.
+            let _ = handle.post(&msg);
+        }
+    }
+}
+
+impl SimDriver for RegisterDriver {
+    fn bound(&self, handle: Handle) {
+        *self.binding.lock().unwrap_or_else(PoisonError::into_inner) = Some((handle, 0));
+    }
+
+    fn unbind(&self) {
+        *self.binding.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    fn got(&self, msg: &mut Message) -> i32 {
+        const EINVAL: i32 = 22;
+        let data = msg.data_mut();
+        if data.len() < 12 {
+            return -EINVAL;
+        }
+        let word = |d: &[u8], i: usize| {
+            u32::from_ne_bytes([d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]])
+        };
+        let (id, index) = (word(data, 0), word(data, 1) as usize);
+        let mut regs = self
+            .registers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(reg) = regs.get_mut(index) else {
+            return -EINVAL;
+        };
+        match id {
+            SAMPLE_READ_REG => data[8..12].copy_from_slice(&reg.to_ne_bytes()),
+            SAMPLE_WRITE_REG => *reg = word(data, 2),
+            _ => return -EINVAL,
+        }
+        0
+    }
+}
+
+/// The irq timer of a [`RegisterDriver`]; dropping it stops the timer.
+#[derive(Debug)]
+pub struct IrqTimer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for IrqTimer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,18 +1,19 @@
 //! Channels: open, call, send, receive, close.
 
+use crate::calls::Deadline;
 use crate::dispatch::{Listener, ListenerId, Listeners};
 use crate::event::{Event, Message};
+use crate::flight::Tx;
 use crate::link::{Bound, Link, View};
 use crate::transport::Transport;
 use crate::{Error, Result, Uid};
-use crossbeam_utils::Backoff;
 use isc_ring::abi::{slot_flags, BindRequest, RingRequest};
-use isc_ring::{ChannelLayout, Consumer, Producer};
-use std::os::fd::{AsFd, BorrowedFd};
+use isc_ring::{ChannelLayout, Consumer};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::{self, JoinHandle, ThreadId};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Longest single sleep of a blocked operation: how often it re-checks for
 /// close and for a transport that died, so nothing blocks forever.
@@ -30,6 +31,10 @@ pub struct Reply {
     /// Bytes of reply written into the caller's buffer.
     pub len: usize,
 }
+
+/// One request's result in a [`call_batch`](ChannelHandle::call_batch):
+/// the driver's result code and reply, or that request's error.
+pub type BatchReply = Result<(i32, Vec<u8>)>;
 
 /// Configures and opens a [`Channel`].
 ///
@@ -170,24 +175,26 @@ pub(crate) struct Rx {
 
 pub(crate) struct Inner {
     pub uid: Uid,
-    u2k_msz: u32,
+    pub u2k_msz: u32,
     k2u_msz: u32,
-    timeout: Duration,
+    pub timeout: Duration,
+    /// The device drains `u2k` only when kicked (see [`Link::kick_always`]).
+    pub kick_always: bool,
     // Each view keeps the mapping it points into alive; `close` takes all
     // three out, which ends the binding.
-    tx: Mutex<Option<Box<dyn View<Producer>>>>,
+    /// The ring lock: the `u2k` producer and its slot table.
+    pub tx: Mutex<Option<Tx>>,
     rx: Mutex<Option<Rx>>,
     link: RwLock<Option<Box<dyn Link>>>,
     bound: AtomicBool,
     pub closed: AtomicBool,
     pub listeners: Listeners,
     dispatcher: Mutex<Option<(JoinHandle<()>, ThreadId)>>,
-    undelivered: AtomicU64,
-}
-
-/// The producer of a locked, still open channel.
-fn producer(tx: &mut Option<Box<dyn View<Producer>>>) -> Result<&mut Producer> {
-    tx.as_mut().map(|v| v.view()).ok_or(Error::Closed)
+    undelivered: Arc<AtomicU64>,
+    pub listener_panics: AtomicU64,
+    /// The completion doorbell as registered with a tokio runtime.
+    #[cfg(feature = "tokio")]
+    pub completion_fd: std::sync::OnceLock<tokio::io::unix::AsyncFd<crate::asynch::Fd>>,
 }
 
 /// Locks a mutex, recovering it if a panicking listener poisoned it: the
@@ -199,12 +206,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     fn new(uid: Uid, mut bound: Bound, timeout: Duration) -> Self {
         let k2u_msz = bound.k2u.view().msz();
+        let undelivered = Arc::new(AtomicU64::new(0));
         Self {
             uid,
             u2k_msz: bound.u2k.view().msz(),
             k2u_msz,
             timeout,
-            tx: Mutex::new(Some(bound.u2k)),
+            kick_always: bound.link.kick_always(),
+            tx: Mutex::new(Some(Tx::new(bound.u2k, Arc::clone(&undelivered)))),
             rx: Mutex::new(Some(Rx {
                 consumer: bound.k2u,
                 buf: vec![0; k2u_msz as usize],
@@ -215,7 +224,10 @@ impl Inner {
             closed: AtomicBool::new(false),
             listeners: Listeners::default(),
             dispatcher: Mutex::new(None),
-            undelivered: AtomicU64::new(0),
+            undelivered,
+            listener_panics: AtomicU64::new(0),
+            #[cfg(feature = "tokio")]
+            completion_fd: std::sync::OnceLock::new(),
         }
     }
 
@@ -228,19 +240,8 @@ impl Inner {
         }
     }
 
-    /// After publishing: kick if the transport needs it or the peer sleeps.
-    fn kick_after(&self, needs_wake: isc_ring::NeedsWake) -> Result<()> {
-        self.with_link(|link| {
-            if link.kick_always() || needs_wake.is_needed() {
-                link.kick()
-            } else {
-                Ok(())
-            }
-        })
-    }
-
     /// Fails with `Closed` once the channel is closed or its transport died.
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         self.with_link(|link| {
             if link.is_alive() {
                 Ok(())
@@ -252,42 +253,6 @@ impl Inner {
 
     pub(crate) fn set_bound(&self, bound: bool) {
         self.bound.store(bound, Ordering::Release);
-    }
-
-    /// Waits until `u2k` has room, publishing and kicking what is pending
-    /// first so the peer can make progress.
-    fn wait_for_space<'a>(
-        &'a self,
-        mut tx: MutexGuard<'a, Option<Box<dyn View<Producer>>>>,
-        deadline: Instant,
-    ) -> Result<MutexGuard<'a, Option<Box<dyn View<Producer>>>>> {
-        loop {
-            let p = producer(&mut tx)?;
-            if p.free_slots()? > 0 {
-                return Ok(tx);
-            }
-            let wake = p.publish();
-            self.kick_after(wake)?;
-            let must_wait = p.prepare_wait();
-            drop(tx);
-            if must_wait {
-                let left = self.time_left(deadline)?;
-                self.with_link(|link| link.wait_completion(left.min(WAIT_SLICE)))?;
-            }
-            self.check_open()?;
-            tx = lock(&self.tx);
-            if let Ok(p) = producer(&mut tx) {
-                p.finish_wait();
-            }
-        }
-    }
-
-    fn time_left(&self, deadline: Instant) -> Result<Duration> {
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Error::Timeout(self.timeout));
-        }
-        Ok(deadline - now)
     }
 
     /// Starts the dispatcher thread if it is not running.
@@ -321,8 +286,17 @@ impl Inner {
             }
         }
         // Dropping the views and the link ends the binding: the driver's
-        // `unbind` runs and the region is unmapped.
-        drop(lock(&self.tx).take());
+        // `unbind` runs and the region is unmapped. Callers waiting for a
+        // reply wake up and find the channel closed.
+        // Under the lock: a woken caller's record lives until it sees
+        // the table gone.
+        let mut guard = lock(&self.tx);
+        if let Some(t) = guard.as_mut() {
+            t.wake_all();
+        }
+        let tx = guard.take();
+        drop(guard);
+        drop(tx);
         drop(lock(&self.rx).take());
         drop(self.link.write().unwrap_or_else(|e| e.into_inner()).take());
     }
@@ -424,67 +398,47 @@ impl ChannelHandle {
         self.0.undelivered.load(Ordering::Relaxed)
     }
 
+    /// Listener callbacks that panicked so far. A panic is caught: the
+    /// event counts as handled (a message's slot gets rc `-EIO`), the other
+    /// listeners still get it, and delivery goes on.
+    pub fn listener_panics(&self) -> u64 {
+        self.0.listener_panics.load(Ordering::Relaxed)
+    }
+
+    /// The channel's default timeout for calls and blocking sends.
+    pub fn timeout(&self) -> Duration {
+        self.0.timeout
+    }
+
     /// Sends `request` and blocks until the driver has handled it; its reply
     /// (written in place by the driver) is copied into `reply` (truncated to
-    /// its length).
+    /// its length). Waits up to the channel's timeout (see
+    /// [`call_timeout`](Self::call_timeout)).
     ///
-    /// Safe to call from many threads at once: calls are serialised on the
-    /// ring. Fails with [`Error::NotBound`] if no driver handled the message,
-    /// [`Error::TooLarge`], [`Error::Timeout`], or [`Error::Closed`].
+    /// Any number of threads may call at once: their calls are in flight
+    /// together (up to the ring's depth) and share doorbells; each gets its
+    /// own reply. Fails with [`Error::NotBound`] if no driver handled the
+    /// message, [`Error::TooLarge`], [`Error::Timeout`], or
+    /// [`Error::Closed`].
     pub fn call(&self, request: &[u8], reply: &mut [u8]) -> Result<Reply> {
-        let inner = &*self.0;
-        let max = inner.u2k_msz;
-        if request.len() > max as usize {
-            return Err(Error::TooLarge {
-                len: request.len(),
-                max,
-            });
-        }
-        let deadline = Instant::now() + inner.timeout;
-        let mut tx = inner.wait_for_space(lock(&inner.tx), deadline)?;
-        let p = producer(&mut tx)?;
-        let seq = p.push(request, slot_flags::KIND_MSG)?;
-        let wake = p.publish();
-        inner.kick_after(wake)?;
-        let backoff = Backoff::new();
-        loop {
-            let p = producer(&mut tx)?;
-            while let Some(done) = p.completion()? {
-                let not_delivered = done.flags() & slot_flags::NOT_DELIVERED != 0;
-                if done.seq() != seq {
-                    // A one-way message sent earlier.
-                    if not_delivered {
-                        inner.undelivered.fetch_add(1, Ordering::Relaxed);
-                    }
-                    continue;
-                }
-                if not_delivered {
-                    return Err(Error::NotBound);
-                }
-                let len = done.read_reply(reply);
-                return Ok(Reply { rc: done.rc(), len });
-            }
-            if !backoff.is_completed() {
-                // The peer usually answers within microseconds: spin a
-                // little before paying for a sleep and a wake-up.
-                backoff.snooze();
-                continue;
-            }
-            // Sleep with the ring lock held: a completion read by another
-            // caller would be lost to us, so calls are strictly serialised.
-            let left = inner.time_left(deadline)?;
-            if p.prepare_wait_for_release(seq) {
-                let waited = inner.with_link(|link| {
-                    if link.kick_always() {
-                        link.kick()?;
-                    }
-                    link.wait_completion(left.min(WAIT_SLICE))
-                });
-                p.finish_wait();
-                waited?;
-                inner.check_open()?;
-            }
-        }
+        self.0.call_with(request, reply, self.0.timeout)
+    }
+
+    /// Like [`call`](Self::call), waiting at most `timeout` for room in the
+    /// ring and for the reply. `Duration::MAX` waits without limit.
+    ///
+    /// After a timeout the request may still reach the driver (it was
+    /// published): its reply is then discarded, never handed to another
+    /// caller. The timeout bounds waiting, not the driver: on the device,
+    /// the thread that kicks runs the driver's handler inside the KICK, so
+    /// a call whose own KICK is running returns when the handler does.
+    pub fn call_timeout(
+        &self,
+        request: &[u8],
+        reply: &mut [u8],
+        timeout: Duration,
+    ) -> Result<Reply> {
+        self.0.call_with(request, reply, timeout)
     }
 
     /// Like [`call`](Self::call), returning the reply as a new vector.
@@ -495,23 +449,36 @@ impl ChannelHandle {
         Ok((reply.rc, buf))
     }
 
+    /// Makes many calls at once: every request that fits is pushed, then
+    /// published with one doorbell; more follow as replies free slots.
+    /// Returns one result per request, in order: `Ok((rc, reply))`, or the
+    /// error of that request alone.
+    ///
+    /// Partial failure: lengths are checked first, and an oversized request
+    /// fails the whole batch ([`Error::TooLarge`]) before anything is sent;
+    /// so does a channel that is already closed. After that, every request
+    /// gets its own result: a request whose reply did not come within the
+    /// channel's timeout (counted from the start of the batch) gets
+    /// [`Error::Timeout`] (it may still reach the driver, like a timed-out
+    /// [`call`](Self::call)); requests never published because time ran out
+    /// get [`Error::Timeout`] too, and, if the channel closed or broke
+    /// meanwhile, that error instead. A request the driver did not handle
+    /// gets [`Error::NotBound`].
+    pub fn call_batch(&self, requests: &[&[u8]]) -> Result<Vec<BatchReply>> {
+        self.0.call_batch_with(requests, self.0.timeout)
+    }
+
     /// Queues a one-way message without blocking: [`Error::Full`] if the
-    /// ring is full. Visible to the driver at once.
+    /// ring is full. Visible to the driver at once. Never waits for another
+    /// thread's call or send (beyond the ring lock's few instructions).
     pub fn try_send(&self, msg: &[u8]) -> Result<()> {
-        let inner = &*self.0;
-        // A dead transport would never read the message.
-        inner.check_open()?;
-        let mut tx = lock(&inner.tx);
-        let p = producer(&mut tx)?;
-        p.push(msg, slot_flags::KIND_MSG)?;
-        let wake = p.publish();
-        inner.kick_after(wake)
+        self.0.send_many(&[msg], false, Duration::ZERO)
     }
 
     /// Queues a one-way message, waiting (up to the channel's timeout) for
     /// room if the ring is full.
     pub fn send(&self, msg: &[u8]) -> Result<()> {
-        self.send_batch([msg])
+        self.0.send_many(&[msg], true, self.0.timeout)
     }
 
     /// Queues many one-way messages with as few publishes and kicks as the
@@ -519,22 +486,8 @@ impl ChannelHandle {
     /// (up to the channel's timeout) when it doesn't. Validates every length
     /// before sending anything.
     pub fn send_batch<'m>(&self, msgs: impl IntoIterator<Item = &'m [u8]>) -> Result<()> {
-        let inner = &*self.0;
-        let max = inner.u2k_msz;
         let msgs: Vec<&[u8]> = msgs.into_iter().collect();
-        if let Some(m) = msgs.iter().find(|m| m.len() > max as usize) {
-            return Err(Error::TooLarge { len: m.len(), max });
-        }
-        // A dead transport would never read the messages.
-        inner.check_open()?;
-        let deadline = Instant::now() + inner.timeout;
-        let mut tx = lock(&inner.tx);
-        for msg in msgs {
-            tx = inner.wait_for_space(tx, deadline)?;
-            producer(&mut tx)?.push(msg, slot_flags::KIND_MSG)?;
-        }
-        let wake = producer(&mut tx)?.publish();
-        inner.kick_after(wake)
+        self.0.send_many(&msgs, true, self.0.timeout)
     }
 
     /// Registers a listener; events start flowing to it on the dispatcher
@@ -559,17 +512,14 @@ impl ChannelHandle {
     /// [`Error::ListenersActive`] while listeners are registered (they get
     /// the events), [`Error::Timeout`] if none arrives.
     pub fn recv(&self, timeout: Duration) -> Result<Event> {
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Deadline::started(timeout);
         loop {
             // `wait_posts` announces the sleep itself: no need to arm the fd.
             if let Some(ev) = self.next_event(false)? {
                 return Ok(ev);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Timeout(timeout));
-            }
-            self.0.wait_posts(self.0.rx(), left)?;
+            let slice = deadline.slice()?;
+            self.0.wait_posts(self.0.rx(), slice)?;
         }
     }
 
@@ -647,7 +597,15 @@ impl AsFd for Channel {
         // SAFETY: the link (and its fd) is only taken out of the lock by
         // `close`, which runs when this `Channel` is dropped, so the fd
         // outlives the borrow of `self` returned here.
-        unsafe { BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&fd)) }
+        unsafe { BorrowedFd::borrow_raw(fd.as_raw_fd()) }
+    }
+}
+
+/// The same fd as [`AsFd`], with the same contract: a `Channel` can be
+/// handed to `tokio::io::unix::AsyncFd` (or mio) directly.
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
     }
 }
 

@@ -209,18 +209,32 @@ fn dispatch_batch(channel: &ChannelHandle) -> crate::Result<bool> {
     result.map(|()| delivered > 0)
 }
 
+/// The result code of a message whose listener panicked.
+pub(crate) const PANIC_RC: i32 = -5; // -EIO
+
+/// Calls every listener; a listener that panics is counted
+/// ([`ChannelHandle::listener_panics`]) and stands for rc `-EIO`, and
+/// delivery goes on.
 fn deliver(channel: &ChannelHandle, listeners: &Snapshot, kind: EventKind, msg: &[u8]) -> i32 {
     let mut rc = 0;
     for (_, listener) in listeners.iter() {
-        match kind {
-            EventKind::Bound => listener.bound(channel),
-            EventKind::Unbound => listener.unbound(channel),
-            EventKind::Message(_) => {
-                let r = listener.got(channel, msg);
-                if rc == 0 {
-                    rc = r;
-                }
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match kind {
+            EventKind::Bound => {
+                listener.bound(channel);
+                0
             }
+            EventKind::Unbound => {
+                listener.unbound(channel);
+                0
+            }
+            EventKind::Message(_) => listener.got(channel, msg),
+        }));
+        let r = r.unwrap_or_else(|_| {
+            channel.0.listener_panics.fetch_add(1, Ordering::Relaxed);
+            PANIC_RC
+        });
+        if rc == 0 && matches!(kind, EventKind::Message(_)) {
+            rc = r;
         }
     }
     rc

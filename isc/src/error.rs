@@ -46,6 +46,15 @@ pub enum Error {
     /// The UID is already bound by another user.
     #[error("UID {0} is already bound")]
     Busy(crate::Uid),
+    /// The caller may not bind the UID: its driver's access policy refuses
+    /// the caller, or no driver has registered it yet and binding it needs
+    /// privilege (kernel `EACCES`/`EPERM`).
+    #[error("not allowed to bind UID {0}")]
+    PermissionDenied(crate::Uid),
+    /// The caller's user holds as much channel memory as allowed (kernel
+    /// `EDQUOT`, the module parameter `max_user_bytes`).
+    #[error("per-user channel memory limit reached")]
+    QuotaExceeded,
     /// A typed message does not have the size of its type.
     #[error("message of {len} bytes cannot be read as a {expected}-byte value")]
     BadLength {

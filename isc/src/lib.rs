@@ -44,16 +44,25 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "tokio")]
+mod asynch;
+mod calls;
 mod channel;
 mod dispatch;
 mod error;
 mod event;
+mod flight;
 mod link;
+mod sync;
 pub mod testdrv;
 mod transport;
 mod typed;
 
-pub use channel::{Channel, ChannelBuilder, ChannelHandle, Events, Reply, DEFAULT_TIMEOUT};
+#[cfg(feature = "tokio")]
+pub use asynch::{CallFuture, EventStream};
+pub use channel::{
+    BatchReply, Channel, ChannelBuilder, ChannelHandle, Events, Reply, DEFAULT_TIMEOUT,
+};
 pub use dispatch::{FnListener, Listener, ListenerId};
 pub use error::{Error, Result};
 pub use event::{decode, Event, Message};

@@ -53,4 +53,14 @@ pub(crate) trait Link: Send + Sync {
 
     /// The fd that becomes readable when posts arrive (for epoll).
     fn posts_fd(&self) -> BorrowedFd<'_>;
+
+    /// The fd that becomes readable when `u2k` slots were released while
+    /// the producer waited, if the transport has one (the device completes
+    /// calls during KICK and has none).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    fn completion_fd(&self) -> Option<BorrowedFd<'_>>;
+
+    /// Drops pending tokens of `completion_fd` without blocking.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    fn clear_completion(&self);
 }

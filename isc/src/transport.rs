@@ -168,6 +168,8 @@ fn dev_error(e: dev::DevError, uid: Uid) -> Error {
         D::NoDevice { .. } => Error::NoTransport(e.to_string()),
         D::Bind(b) => Error::InvalidConfig(b),
         D::Busy => Error::Busy(uid),
+        D::PermissionDenied => Error::PermissionDenied(uid),
+        D::QuotaExceeded => Error::QuotaExceeded,
         D::AbiMismatch => io(isc_ring::abi::errno::EPROTO),
         D::Ring(r) => r.into(),
         D::Corrupt => Error::Corrupt(e.to_string()),
@@ -220,6 +222,14 @@ impl Link for SimLink {
     fn posts_fd(&self) -> BorrowedFd<'_> {
         self.link.as_fd()
     }
+
+    fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.link.completion_fd())
+    }
+
+    fn clear_completion(&self) {
+        let _ = self.link.wait_completion(Some(Duration::ZERO));
+    }
 }
 
 /// The device: the kernel drains `u2k` inside KICK, so every publish is
@@ -261,6 +271,12 @@ impl Link for DevLink {
     fn posts_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+
+    fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    fn clear_completion(&self) {}
 }
 
 #[cfg(test)]
@@ -306,5 +322,18 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("bound on a missing device"),
         }
+    }
+
+    #[test]
+    fn access_and_quota_refusals_are_typed() {
+        let uid = Uid::new(0x306d_6173);
+        assert!(matches!(
+            dev_error(dev::DevError::PermissionDenied, uid),
+            Error::PermissionDenied(u) if u == uid
+        ));
+        assert!(matches!(
+            dev_error(dev::DevError::QuotaExceeded, uid),
+            Error::QuotaExceeded
+        ));
     }
 }

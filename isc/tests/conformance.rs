@@ -672,3 +672,311 @@ fn the_channel_fd_signals_posts() {
     assert_eq!(events, [posted(0, 8), posted(1, 8), posted(2, 8)]);
     ctl().unregister(uid).unwrap();
 }
+
+/// A request whose payload names its sender and number, so a reply handed
+/// to the wrong caller, lost or duplicated shows up as a mismatch.
+fn tagged(thread: usize, i: usize, delay_ms: u32) -> Vec<u8> {
+    echo_request(
+        (thread * 100_000 + i) as i32,
+        delay_ms,
+        format!("t{thread}/{i}").as_bytes(),
+    )
+}
+
+#[test]
+fn concurrent_callers_with_mixed_sends_each_get_their_own_reply() {
+    let uid = Uid::fourcc(*b"cf18");
+    ctl().register(uid).unwrap();
+    // A shallow ring, so slots wrap and callers wait for room.
+    let ch = open_with(uid, 64, 4, 64, 4).unwrap();
+    expect_event(&ch, Event::Bound);
+    let threads = 6;
+    let rounds = 150;
+    let replies = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let h = ch.handle();
+            let replies = &replies;
+            s.spawn(move || {
+                let mut buf = [0u8; 64];
+                for i in 0..rounds {
+                    match (t + i) % 4 {
+                        0 => h.send(&tagged(t, i, 0)).unwrap(),
+                        1 => match h.try_send(&tagged(t, i, 0)) {
+                            Ok(()) | Err(Error::Full) => {}
+                            Err(e) => panic!("try_send: {e}"),
+                        },
+                        2 => {
+                            let reqs: Vec<Vec<u8>> =
+                                (0..3).map(|k| tagged(t, i * 10 + k, 0)).collect();
+                            let refs: Vec<&[u8]> = reqs.iter().map(|r| &r[..]).collect();
+                            let got = h.call_batch(&refs).unwrap();
+                            assert_eq!(got.len(), 3);
+                            for (req, r) in reqs.iter().zip(got) {
+                                let (rc, reply) = r.unwrap();
+                                assert_eq!(rc, i32::from_le_bytes(req[..4].try_into().unwrap()));
+                                assert_eq!(reply, echo_reply(req));
+                                replies.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        _ => {
+                            let req = tagged(t, i, 0);
+                            let r = h.call(&req, &mut buf).unwrap();
+                            assert_eq!(r.rc, (t * 100_000 + i) as i32);
+                            assert_eq!(&buf[..r.len], &echo_reply(&req)[..]);
+                            replies.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    // Every call got exactly its own reply (checked above), all of them.
+    let calls_per_thread: usize = (0..rounds)
+        .map(|i| {
+            (0..threads).filter(|t| (t + i) % 4 == 2).count() * 3
+                + (0..threads).filter(|t| (t + i) % 4 == 3).count()
+        })
+        .sum();
+    assert_eq!(replies.load(Ordering::Relaxed), calls_per_thread);
+    assert_eq!(ch.undelivered(), 0);
+    // The channel is still in order afterwards.
+    let req = tagged(99, 0, 0);
+    assert_eq!(ch.call_vec(&req).unwrap(), (9_900_000, echo_reply(&req)));
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn call_batch_returns_every_reply_in_order() {
+    let uid = Uid::fourcc(*b"cf19");
+    ctl().register(uid).unwrap();
+    let ch = open_with(uid, 64, 8, 64, 8).unwrap();
+    // More requests than the ring holds: they go out as slots free up.
+    let reqs: Vec<Vec<u8>> = (0..50).map(|i| tagged(0, i, 0)).collect();
+    let mut refs: Vec<&[u8]> = reqs.iter().map(|r| &r[..]).collect();
+    refs.push(b"abc");
+    let got = ch.call_batch(&refs).unwrap();
+    assert_eq!(got.len(), 51);
+    for (i, (req, r)) in reqs.iter().zip(&got).enumerate() {
+        let (rc, reply) = r.as_ref().unwrap();
+        assert_eq!(*rc, i as i32);
+        assert_eq!(reply, &echo_reply(req));
+    }
+    // A short message: rc is its length, the reply the message itself.
+    assert_eq!(got[50].as_ref().unwrap(), &(3, b"abc".to_vec()));
+    assert!(ch.call_batch(&[]).unwrap().is_empty());
+    // An oversized request fails the batch before anything is sent.
+    let big = [0u8; 65];
+    let before = tagged(1, 1, 0);
+    assert!(matches!(
+        ch.call_batch(&[&before[..], &big[..]]),
+        Err(Error::TooLarge { len: 65, max: 64 })
+    ));
+    let after = tagged(1, 2, 0);
+    assert_eq!(ch.call_vec(&after).unwrap(), (100_002, echo_reply(&after)));
+    ctl().unregister(uid).unwrap();
+    // Without a driver, each request fails on its own.
+    expect_event(&ch, Event::Bound);
+    expect_event(&ch, Event::Unbound);
+    let got = ch.call_batch(&[&before[..], &after[..]]).unwrap();
+    assert!(
+        got.iter().all(|r| matches!(r, Err(Error::NotBound))),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_timed_out_call_fails_alone_and_its_reply_reaches_nobody() {
+    let uid = Uid::fourcc(*b"cf20");
+    ctl().register(uid).unwrap();
+    let ch = open(uid).unwrap();
+    let mut buf = [0u8; 64];
+    for round in 0..2 {
+        std::thread::scope(|s| {
+            // A slow call keeps the driver busy (on the device its thread
+            // runs the driver inside its KICK), so the next call waits.
+            let h = ch.handle();
+            let (started_tx, started_rx) = std::sync::mpsc::channel();
+            let slow = s.spawn(move || {
+                started_tx.send(()).unwrap();
+                let req = echo_request(7, 400, b"patient");
+                let (rc, reply) = h.call_vec(&req).unwrap();
+                assert_eq!((rc, reply), (7, echo_reply(&req)));
+            });
+            started_rx.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            let quick = echo_request(2, 0, format!("late {round}").as_bytes());
+            match ch.call_timeout(&quick, &mut buf, Duration::from_millis(30)) {
+                Err(Error::Timeout(d)) => assert_eq!(d, Duration::from_millis(30)),
+                other => panic!("expected a timeout, got {other:?}"),
+            }
+            slow.join().unwrap();
+        });
+        // The timed-out call's late reply is discarded: the next calls get
+        // their own.
+        for i in 0..5 {
+            let req = echo_request(i, 0, b"next");
+            let r = ch.call(&req, &mut buf).unwrap();
+            assert_eq!((r.rc, &buf[..r.len]), (i, &echo_reply(&req)[..]));
+        }
+    }
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn duration_max_means_no_time_limit() {
+    let uid = Uid::fourcc(*b"cf21");
+    ctl().register(uid).unwrap();
+    let ch = Channel::builder(uid)
+        .u2k(64, 4)
+        .k2u(64, 4)
+        .transport(harness().transport.clone())
+        .timeout(Duration::MAX)
+        .open()
+        .unwrap();
+    assert_eq!(ch.timeout(), Duration::MAX);
+    assert_eq!(ch.recv(Duration::MAX).unwrap(), Event::Bound);
+    driver_bound(uid, 1);
+    let req = echo_request(4, 0, b"max");
+    assert_eq!(ch.call_vec(&req).unwrap(), (4, echo_reply(&req)));
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        ch.call_timeout(&req, &mut buf, Duration::MAX).unwrap().rc,
+        4
+    );
+    ch.send(b"one way").unwrap();
+    ch.send_batch([&b"a"[..], b"b"]).unwrap();
+    assert_eq!(
+        ch.call_batch(&[&req[..]]).unwrap()[0].as_ref().unwrap().0,
+        4
+    );
+    ctl().post(uid, 2, 8).unwrap();
+    match ch.recv(Duration::MAX).unwrap() {
+        Event::Message(m) => assert_eq!(m.bytes(), &posted(0, 8)[..]),
+        other => panic!("unexpected {other:?}"),
+    }
+    match ch.events().next() {
+        Some(Ok(Event::Message(m))) => assert_eq!(m.bytes(), &posted(1, 8)[..]),
+        other => panic!("unexpected {other:?}"),
+    }
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn try_send_does_not_wait_for_another_threads_call() {
+    let uid = Uid::fourcc(*b"cf22");
+    ctl().register(uid).unwrap();
+    let ch = open(uid).unwrap();
+    let slow_done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let h = ch.handle();
+        let slow_done = &slow_done;
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            started_tx.send(()).unwrap();
+            let req = echo_request(0, 1500, b"slow");
+            assert_eq!(h.call_vec(&req).unwrap(), (0, echo_reply(&req)));
+            slow_done.store(true, Ordering::SeqCst);
+        });
+        started_rx.recv().unwrap();
+        // Let the slow call reach the driver.
+        std::thread::sleep(Duration::from_millis(200));
+        ch.try_send(b"quick").unwrap();
+        // try_send returned while the slow call was still running.
+        assert!(
+            !slow_done.load(Ordering::SeqCst),
+            "try_send waited for the slow call"
+        );
+    });
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn a_panicking_listener_does_not_stop_delivery() {
+    let uid = Uid::fourcc(*b"cf23");
+    ctl().register(uid).unwrap();
+    let ch = open(uid).unwrap();
+    expect_event(&ch, Event::Bound);
+    driver_bound(uid, 1);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    ch.add_listener(FnListener(move |_: &ChannelHandle, msg: &[u8]| {
+        let i = u32::from_le_bytes(msg[..4].try_into().unwrap());
+        seen2.lock().unwrap().push(i);
+        if i % 2 == 0 {
+            panic!("listener fails on message {i}");
+        }
+        0
+    }))
+    .unwrap();
+    // A second listener still sees every message, panics or not.
+    let count = Arc::new(AtomicUsize::new(0));
+    let count2 = count.clone();
+    ch.add_listener(FnListener(move |_: &ChannelHandle, _: &[u8]| {
+        count2.fetch_add(1, Ordering::SeqCst);
+        0
+    }))
+    .unwrap();
+    assert_eq!(ctl().post(uid, 4, 8).unwrap().posted, 4);
+    wait_until("four deliveries", || count.load(Ordering::SeqCst) == 4);
+    assert_eq!(ctl().post(uid, 2, 8).unwrap().posted, 2);
+    wait_until("two more deliveries", || count.load(Ordering::SeqCst) == 6);
+    assert_eq!(*seen.lock().unwrap(), [0, 1, 2, 3, 0, 1]);
+    assert_eq!(ch.listener_panics(), 3);
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn a_uid_can_be_reopened_right_after_close() {
+    let uid = Uid::fourcc(*b"cf24");
+    ctl().register(uid).unwrap();
+    for round in 0..50 {
+        let ch = open(uid).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let req = echo_request(round, 0, b"again");
+        assert_eq!(ch.call_vec(&req).unwrap(), (round, echo_reply(&req)));
+        drop(ch);
+    }
+    ctl().unregister(uid).unwrap();
+}
+
+#[test]
+fn closing_wakes_blocked_callers() {
+    let uid = Uid::fourcc(*b"cf25");
+    ctl().register(uid).unwrap();
+    let ch = open_with(uid, 64, 2, 64, 4).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let results = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let h = ch.handle();
+                let ready = ready_tx.clone();
+                s.spawn(move || {
+                    ready.send(()).unwrap();
+                    h.call_vec(&echo_request(t, 300, b"blocked"))
+                })
+            })
+            .collect();
+        for _ in 0..4 {
+            ready_rx.recv().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        drop(ch);
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    // Each either finished before the close or saw it; none hung or got
+    // someone else's reply.
+    for (t, r) in results.into_iter().enumerate() {
+        match r {
+            Ok((rc, reply)) => {
+                assert_eq!(rc, t as i32);
+                assert_eq!(reply, echo_reply(&echo_request(t as i32, 300, b"blocked")));
+            }
+            Err(Error::Closed) => {}
+            Err(e) => panic!("caller {t}: {e}"),
+        }
+    }
+    ctl().unregister(uid).unwrap();
+}

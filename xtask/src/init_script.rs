@@ -12,6 +12,16 @@ use std::time::Duration;
 /// Where the modules live in the guest.
 pub const MODULE_DIR: &str = "/lib/isc";
 
+/// Module parameters given at load time: `/dev/isc` open to every user (each
+/// UID's policy decides who may bind it), and the conformance test driver,
+/// which refuses to load without being enabled.
+pub const MODULE_PARAMS: &[(&str, &str)] =
+    &[("isc.ko", "node_mode=0666"), ("isc_testdrv.ko", "enable=1")];
+
+/// Modules built and copied into the guest but not loaded by `/init`: the
+/// tests that need them load and remove them themselves.
+pub const NOT_LOADED: &[&str] = &["isc_hazard.ko"];
+
 /// Quotes `s` for the shell.
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -71,12 +81,20 @@ echo "@@ISC-BOOT $(uname -r)"
         s.push_str(DEBUG_START);
     }
     s.push_str("echo \"isc vm-test: loading modules\" > /dev/kmsg\n");
-    for ko in &kos {
-        let _ = writeln!(
-            s,
+    let loaded: Vec<&String> = kos
+        .iter()
+        .filter(|k| !NOT_LOADED.contains(&k.as_str()))
+        .collect();
+    for ko in &loaded {
+        let mut cmd = format!(
             "check insmod:{ko} insmod {}",
             quote(&format!("{MODULE_DIR}/{ko}"))
         );
+        for (_, p) in MODULE_PARAMS.iter().filter(|(m, _)| m == ko) {
+            cmd.push(' ');
+            cmd.push_str(&quote(p));
+        }
+        let _ = writeln!(s, "{cmd}");
     }
     if !kos.is_empty() {
         s.push_str("check /dev/isc test -c /dev/isc\n");
@@ -99,7 +117,7 @@ echo "@@ISC-BOOT $(uname -r)"
             let _ = writeln!(s, "check {}:after{} sh -c {}", p.name, i + 1, quote(c));
         }
     }
-    for ko in kos.iter().rev() {
+    for ko in loaded.iter().rev() {
         let m = module_name(ko);
         let _ = writeln!(s, "check rmmod:{m} rmmod {m}");
     }
@@ -157,7 +175,12 @@ mod tests {
     #[test]
     fn loads_runs_and_unloads_in_order() {
         let mods = Modules {
-            kos: vec!["/b/isc.ko".into(), "/b/s/isc_sample.ko".into()],
+            kos: vec![
+                "/b/isc.ko".into(),
+                "/b/h/isc_hazard.ko".into(),
+                "/b/s/isc_sample.ko".into(),
+                "/b/t/isc_testdrv.ko".into(),
+            ],
             problem: None,
         };
         let s = render(
@@ -170,7 +193,13 @@ mod tests {
             false,
         );
         let pos = |needle: &str| s.find(needle).unwrap_or_else(|| panic!("{needle} in\n{s}"));
-        assert!(pos("insmod '/lib/isc/isc.ko'") < pos("insmod '/lib/isc/isc_sample.ko'"));
+        assert!(
+            pos("insmod '/lib/isc/isc.ko' 'node_mode=0666'")
+                < pos("insmod '/lib/isc/isc_sample.ko'")
+        );
+        assert!(pos("insmod '/lib/isc/isc_testdrv.ko' 'enable=1'") > 0);
+        assert!(!s.contains("insmod '/lib/isc/isc_hazard.ko'"));
+        assert!(!s.contains("rmmod isc_hazard"));
         assert!(pos("ISC_SAMPLE_KO='/lib/isc/isc_sample.ko'") < pos("run a/device"));
         assert!(
             pos("run a/device '/opt/isc/a_device' --test-threads=1 '--include-ignored'")

@@ -40,6 +40,15 @@ pub enum Source {
         /// Path relative to the workspace root.
         source: &'static str,
     },
+    /// A C program of the C library: compiled with `gcc -static -O2 -Wall
+    /// -Wextra -Werror -pthread` against `isc-capi/include` (and its
+    /// examples directory) and linked with the release `libisc.a`.
+    CLibisc {
+        /// Path relative to the workspace root.
+        source: &'static str,
+        /// Its name in reports (one program may run as several entries).
+        label: &'static str,
+    },
 }
 
 /// A choice of cargo targets.
@@ -116,6 +125,11 @@ impl Entry {
         Self::new(Source::CStatic { source }, kind)
     }
 
+    /// A C program linked statically with libisc, reported as `label`.
+    pub const fn c_libisc(source: &'static str, label: &'static str, kind: Kind) -> Self {
+        Self::new(Source::CLibisc { source, label }, kind)
+    }
+
     /// With extra guest arguments.
     pub const fn args(self, args: &'static [&'static str]) -> Self {
         Self { args, ..self }
@@ -152,7 +166,7 @@ impl Entry {
                 },
                 ..self
             },
-            Source::CStatic { .. } => self,
+            Source::CStatic { .. } | Source::CLibisc { .. } => self,
         }
     }
 
@@ -170,6 +184,7 @@ impl Entry {
                 Select::Example(n) => format!("{package} example {n}"),
             },
             Source::CStatic { source } => source.to_string(),
+            Source::CLibisc { label, .. } => label.to_string(),
         }
     }
 }
@@ -196,6 +211,23 @@ pub const ENTRIES: &[Entry] = &[
     Entry::all_tests("isc", &["conformance", "peer_gone"]),
     // The facade's sample application against the sample driver.
     Entry::example("isc", "sample", Kind::Program),
+    // The C sample (libisc) against the sample driver ("sam0")...
+    Entry::c_libisc("isc-capi/examples/sample.c", "libisc-sample", Kind::Program).args(&["3", "0"]),
+    // ... and against the driver written in the original API's style and
+    // built on the compat headers ("sam1").
+    Entry::c_libisc(
+        "isc-capi/examples/sample.c",
+        "libisc-sample-compat-driver",
+        Kind::Program,
+    )
+    .args(&["3", "1"]),
+    // The compat layer's error codes as a user sees them ("sam2").
+    Entry::c_libisc(
+        "isc-capi/tests/vm/compat_probe.c",
+        "libisc-compat-probe",
+        Kind::Program,
+    )
+    .args(&["2"]),
     // Random sequences of open, BIND, mmap, munmap, KICK, poll, close, fork,
     // kill and scribbles from several processes at once, against the sample
     // and test drivers; a new seed each run (printed, with the op rate).
@@ -264,6 +296,16 @@ pub fn build_all(root: &Path, meta: &Metadata, work: &Path) -> Result<Payload> {
             },
             Source::CStatic { source } => match resolve_c(root, source) {
                 Ok(src) => vec![(source.to_string(), build_c(root, source, &src, work)?)],
+                Err(reason) => {
+                    payload.missing.push(Missing {
+                        entry: entry.describe(),
+                        reason,
+                    });
+                    continue;
+                }
+            },
+            Source::CLibisc { source, label } => match resolve_c_libisc(root, meta, source) {
+                Ok(src) => vec![(label.to_string(), build_c_libisc(root, meta, source, &src, label, work)?)],
                 Err(reason) => {
                     payload.missing.push(Missing {
                         entry: entry.describe(),
@@ -417,6 +459,53 @@ fn build_c(root: &Path, source: &str, src: &Path, work: &Path) -> Result<PathBuf
     Ok(exe)
 }
 
+/// Builds the release `libisc.a` (once per run: cargo has nothing to do the
+/// second time) and links `source` statically against it.
+fn build_c_libisc(
+    root: &Path,
+    meta: &Metadata,
+    source: &str,
+    src: &Path,
+    label: &str,
+    work: &Path,
+) -> Result<PathBuf> {
+    cargo::build(
+        root,
+        &["build", "--package", "isc-capi", "--lib", "--release"],
+    )?;
+    let lib = meta.target_dir.join("release/libisc.a");
+    let exe = work.join(format!("c-{label}"));
+    let capi = root.join("isc-capi");
+    let status = Command::new("gcc")
+        .args([
+            "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o",
+        ])
+        .arg(&exe)
+        .arg("-I")
+        .arg(capi.join("include"))
+        .arg("-I")
+        .arg(capi.join("examples"))
+        .arg(src)
+        .arg(&lib)
+        // What `--print native-static-libs` reports for libisc.a.
+        .args(["-lpthread", "-ldl", "-lm", "-lrt", "-lutil"])
+        .status()
+        .context("running gcc")?;
+    if !status.success() {
+        bail!("gcc -static {source} {} failed ({status})", lib.display());
+    }
+    Ok(exe)
+}
+
+/// The C source of a libisc entry, or what is missing (the source, or the
+/// C library's package).
+fn resolve_c_libisc(root: &Path, meta: &Metadata, source: &str) -> Result<PathBuf, String> {
+    if meta.targets("isc-capi", "cdylib").is_none() {
+        return Err("package isc-capi is not in the workspace".into());
+    }
+    resolve_c(root, source)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,6 +584,9 @@ mod tests {
                 }
                 Source::CStatic { source } => {
                     resolve_c(&root, source).unwrap();
+                }
+                Source::CLibisc { source, .. } => {
+                    resolve_c_libisc(&root, &m, source).unwrap();
                 }
             }
         }

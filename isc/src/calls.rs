@@ -1,0 +1,554 @@
+//! Blocking calls and sends: submitting to `u2k`, doorbells, and waiting.
+//!
+//! # Who kicks, who drains, who sleeps
+//!
+//! The ring lock is held only to push, publish and drain, never across a
+//! sleep or a system call. A caller pushes its message, registers its
+//! [`Record`] in the slot table and publishes. Then, until its record is
+//! done, it drains completions (for everyone: each goes to its own
+//! record), first spinning briefly, then sleeping:
+//!
+//! - At most one caller at a time is the **leader**. On the simulated
+//!   transport the leader sleeps on the completion doorbell (after the
+//!   ring's wake-up handshake); on the device the leader is the one that
+//!   kicks, and the driver runs in its context during the KICK. The other
+//!   callers park until the leader hands them their result or steps down.
+//! - Doorbells are combined. On the device, a caller that publishes while
+//!   a leader's KICK is running does not kick: it sets `kick_pending`, and
+//!   the leader kicks again before it leaves, or, if its own call is done,
+//!   hands leadership to a parked caller, which kicks for everyone. So one
+//!   KICK serves every message queued while the previous one ran. On the
+//!   simulated transport a publisher rings only if the service thread
+//!   sleeps.
+//! - A leader that leaves wakes one parked caller; a caller checks for a
+//!   leader under the lock before it parks, so there is always someone to
+//!   drain while calls are in flight.
+//!
+//! No clock is read unless a wait is about to sleep, and nothing is
+//! allocated on a call's path.
+
+use crate::channel::{lock, Inner, WAIT_SLICE};
+use crate::flight::{Dest, Outcome, Record, Slot, Target, Tx, Waiter};
+use crate::{Error, Result};
+use crossbeam_utils::Backoff;
+use std::ptr::NonNull;
+use std::sync::MutexGuard;
+use std::time::{Duration, Instant};
+
+/// A deadline started lazily: the clock is read only when a wait is about
+/// to sleep, so a call that completes while spinning reads no clock.
+/// `Duration::MAX` (or any timeout past the clock's range) never expires.
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    timeout: Duration,
+    at: Option<Option<Instant>>,
+}
+
+impl Deadline {
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout, at: None }
+    }
+
+    /// Starts the clock now (for waits that sleep at once).
+    pub fn started(timeout: Duration) -> Self {
+        let mut d = Self::new(timeout);
+        d.start();
+        d
+    }
+
+    fn start(&mut self) -> Option<Instant> {
+        *self
+            .at
+            .get_or_insert_with(|| Instant::now().checked_add(self.timeout))
+    }
+
+    /// Time left (`None`: no limit), or [`Error::Timeout`].
+    pub fn left(&mut self) -> Result<Option<Duration>> {
+        match self.start() {
+            None => Ok(None),
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    Err(Error::Timeout(self.timeout))
+                } else {
+                    Ok(Some(left))
+                }
+            }
+        }
+    }
+
+    /// How long the next sleep may last: the time left, at most one slice.
+    pub fn slice(&mut self) -> Result<Duration> {
+        Ok(self.left()?.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE)))
+    }
+}
+
+/// The leader role, if this operation holds it; dropping it steps down.
+pub(crate) struct Lead<'a> {
+    inner: &'a Inner,
+    pub held: bool,
+}
+
+impl<'a> Lead<'a> {
+    pub fn new(inner: &'a Inner) -> Self {
+        Self { inner, held: false }
+    }
+
+    /// Steps down under the lock the caller holds.
+    fn resign(&mut self, t: &mut Tx) {
+        if self.held {
+            self.held = false;
+            t.resign();
+        }
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            if let Some(t) = lock(&self.inner.tx).as_mut() {
+                self.resign(t);
+            }
+        }
+    }
+}
+
+/// A call registered in the slot table; dropping it before the record is
+/// done withdraws the registration, so the drainer never touches the
+/// record (or the caller's buffer) after the caller has gone.
+pub(crate) struct Registration<'a> {
+    inner: &'a Inner,
+    seq: u32,
+    record: &'a Record,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if !self.record.is_done() {
+            if let Some(t) = lock(&self.inner.tx).as_mut() {
+                t.abandon(self.seq, self.record);
+            }
+            // With the channel closed the slot table is gone, and with it
+            // the only reference to the record.
+        }
+    }
+}
+
+/// What the caller must do after publishing, once the lock is released.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterPublish {
+    Nothing,
+    /// Ring the doorbell (the simulated host's service thread sleeps).
+    Ring,
+}
+
+impl Inner {
+    /// Publishes what was pushed and decides who rings: on the device the
+    /// publisher becomes the leader (and kicks) unless a leader is active,
+    /// which then kicks again for it.
+    fn publish_locked(&self, t: &mut Tx, lead: &mut Lead<'_>) -> AfterPublish {
+        let wake = t.producer().publish();
+        if self.kick_always {
+            if lead.held {
+                // Our own next kick covers it.
+            } else if t.leader {
+                t.kick_pending = true;
+            } else {
+                t.leader = true;
+                lead.held = true;
+            }
+            AfterPublish::Nothing
+        } else if wake.is_needed() {
+            AfterPublish::Ring
+        } else {
+            AfterPublish::Nothing
+        }
+    }
+
+    fn after_publish(&self, what: AfterPublish) -> Result<()> {
+        match what {
+            AfterPublish::Nothing => Ok(()),
+            AfterPublish::Ring => self.kick(),
+        }
+    }
+
+    pub(crate) fn kick(&self) -> Result<()> {
+        self.with_link(|link| link.kick())
+    }
+
+    /// Drains and waits until `ready` (checked under the lock after each
+    /// drain) holds. `quick` is a lock-free early check. `register` records
+    /// the waiter to unpark before this thread parks.
+    ///
+    /// Returns with the lock held and `ready` true, or without the lock
+    /// (`None`) when `quick` said so.
+    pub(crate) fn wait_for<'g>(
+        &'g self,
+        lead: &mut Lead<'_>,
+        clock: &mut Deadline,
+        quick: impl Fn() -> bool,
+        mut ready: impl FnMut(&mut Tx) -> Result<bool>,
+        register: impl Fn(&mut Tx, Waiter),
+    ) -> Result<Option<MutexGuard<'g, Option<Tx>>>> {
+        let backoff = Backoff::new();
+        loop {
+            if !lead.held && quick() {
+                return Ok(None);
+            }
+            let mut g = if !lead.held && !backoff.is_completed() {
+                // Spinning: whoever holds the lock is draining for us.
+                match self.tx.try_lock() {
+                    Ok(g) => g,
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => {
+                        backoff.snooze();
+                        continue;
+                    }
+                }
+            } else {
+                lock(&self.tx)
+            };
+            let t = g.as_mut().ok_or(Error::Closed)?;
+            t.drain()?;
+            if ready(t)? {
+                if lead.held {
+                    if self.kick_always && t.kick_pending && !t.calls_in_flight() {
+                        // Only sends were queued during our kick and
+                        // nobody waits to take over: kick once more.
+                        t.kick_pending = false;
+                        drop(g);
+                        self.kick()?;
+                        continue;
+                    }
+                    lead.resign(t);
+                }
+                return Ok(Some(g));
+            }
+            if self.kick_always {
+                if !lead.held && !t.leader {
+                    t.leader = true;
+                    lead.held = true;
+                }
+                if lead.held {
+                    // Everything published so far is covered by this kick.
+                    t.kick_pending = false;
+                    drop(g);
+                    self.kick()?;
+                    continue;
+                }
+            }
+            if !backoff.is_completed() {
+                drop(g);
+                backoff.snooze();
+                continue;
+            }
+            let slice = clock.slice()?;
+            if !self.kick_always && (lead.held || !t.leader) {
+                // Sleep on the completion doorbell for everyone.
+                t.leader = true;
+                lead.held = true;
+                let newest = t.newest();
+                let must_wait = t.producer().prepare_wait_for_release(newest);
+                drop(g);
+                if must_wait {
+                    let waited = self.with_link(|link| link.wait_completion(slice));
+                    if let Some(t) = lock(&self.tx).as_mut() {
+                        t.producer().finish_wait();
+                    }
+                    waited?;
+                    self.check_open()?;
+                }
+                continue;
+            }
+            register(t, Waiter::Thread(std::thread::current()));
+            drop(g);
+            std::thread::park_timeout(slice);
+            self.check_open()?;
+        }
+    }
+
+    /// Pushes `msg` (waiting for room up to the deadline) as `what`, with
+    /// the lock held on return.
+    fn push_waiting<'g>(
+        &'g self,
+        mut guard: MutexGuard<'g, Option<Tx>>,
+        lead: &mut Lead<'_>,
+        clock: &mut Deadline,
+        msg: &[u8],
+        what: impl Fn() -> Slot,
+    ) -> Result<(MutexGuard<'g, Option<Tx>>, u32)> {
+        loop {
+            let t = guard.as_mut().ok_or(Error::Closed)?;
+            match t.push(msg, what()) {
+                Ok(seq) => return Ok((guard, seq)),
+                Err(Error::Full) => {}
+                Err(e) => return Err(e),
+            }
+            // Whatever is pushed but unpublished must reach the driver
+            // before room can appear.
+            let after = self.publish_locked(t, lead);
+            drop(guard);
+            self.after_publish(after)?;
+            guard = self
+                .wait_for(
+                    lead,
+                    clock,
+                    || false,
+                    |t| Ok(t.producer().free_slots()? > 0),
+                    |t, w| t.wait_space(w),
+                )?
+                .ok_or(Error::Closed)?;
+        }
+    }
+
+    /// A blocking call with its own timeout.
+    pub(crate) fn call_with(
+        &self,
+        request: &[u8],
+        reply: &mut [u8],
+        timeout: Duration,
+    ) -> Result<crate::Reply> {
+        self.check_len(request.len())?;
+        let record = Record::new(Dest::Borrowed {
+            ptr: reply.as_mut_ptr(),
+            cap: reply.len(),
+        });
+        let mut clock = Deadline::new(timeout);
+        let mut lead = Lead::new(self);
+        let target = || Slot::Call(Target::Local(NonNull::from(&record)));
+        let (mut guard, seq) =
+            self.push_waiting(lock(&self.tx), &mut lead, &mut clock, request, target)?;
+        let registration = Registration {
+            inner: self,
+            seq,
+            record: &record,
+        };
+        let t = guard.as_mut().ok_or(Error::Closed)?;
+        let after = self.publish_locked(t, &mut lead);
+        drop(guard);
+        self.after_publish(after)?;
+        let guard = self.wait_for(
+            &mut lead,
+            &mut clock,
+            || record.is_done(),
+            |_| Ok(record.is_done()),
+            // SAFETY: called under the ring lock, while the record is
+            // registered and not done.
+            |_, w| unsafe { record.set_waiter(Some(w)) },
+        )?;
+        drop(guard);
+        drop(registration);
+        outcome(record.take())
+    }
+
+    /// Queues one-way messages: all of them, waiting for room up to the
+    /// deadline, or (`blocking` false) only if there is room for all,
+    /// else [`Error::Full`] and nothing is sent.
+    pub(crate) fn send_many(
+        &self,
+        msgs: &[&[u8]],
+        blocking: bool,
+        timeout: Duration,
+    ) -> Result<()> {
+        for m in msgs {
+            self.check_len(m.len())?;
+        }
+        // A dead transport would never read the messages: Closed, as for
+        // calls, rather than Ok into a ring nobody drains.
+        self.check_open()?;
+        let mut clock = Deadline::new(timeout);
+        let mut lead = Lead::new(self);
+        let mut guard = lock(&self.tx);
+        if !blocking {
+            let t = guard.as_mut().ok_or(Error::Closed)?;
+            t.drain()?;
+            if (t.producer().free_slots()? as usize) < msgs.len() {
+                return Err(Error::Full);
+            }
+        }
+        for m in msgs {
+            guard = self
+                .push_waiting(guard, &mut lead, &mut clock, m, || Slot::Send)?
+                .0;
+        }
+        let t = guard.as_mut().ok_or(Error::Closed)?;
+        let after = self.publish_locked(t, &mut lead);
+        drop(guard);
+        self.after_publish(after)?;
+        if lead.held {
+            // Device, no kick running: kick once, for everything published.
+            let mut kicked = false;
+            let g = self.wait_for(
+                &mut lead,
+                &mut clock,
+                || false,
+                |_| Ok(std::mem::replace(&mut kicked, true)),
+                |_, _| {},
+            )?;
+            drop(g);
+        }
+        Ok(())
+    }
+
+    /// Many calls at once (see `ChannelHandle::call_batch`).
+    pub(crate) fn call_batch_with(
+        &self,
+        requests: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<Vec<crate::BatchReply>> {
+        for r in requests {
+            self.check_len(r.len())?;
+        }
+        if lock(&self.tx).is_none() {
+            return Err(Error::Closed);
+        }
+        let n = requests.len();
+        let msz = self.u2k_msz as usize;
+        // Never resized: the slot table points at these records.
+        let records: Vec<Record> = (0..n)
+            .map(|_| Record::new(Dest::Owned(Vec::with_capacity(msz))))
+            .collect();
+        let mut registrations = Vec::with_capacity(n);
+        let mut clock = Deadline::new(timeout);
+        let mut lead = Lead::new(self);
+        let (mut next, mut oldest) = (0, 0);
+        let failure = loop {
+            let mut guard = lock(&self.tx);
+            let Some(t) = guard.as_mut() else {
+                break Some(Error::Closed);
+            };
+            let mut pushed = false;
+            let mut error = None;
+            while next < n {
+                let target = Slot::Call(Target::Local(NonNull::from(&records[next])));
+                match t.push(requests[next], target) {
+                    Ok(seq) => {
+                        registrations.push(Registration {
+                            inner: self,
+                            seq,
+                            record: &records[next],
+                        });
+                        next += 1;
+                        pushed = true;
+                    }
+                    Err(Error::Full) => break,
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            let after = if pushed {
+                self.publish_locked(t, &mut lead)
+            } else {
+                AfterPublish::Nothing
+            };
+            drop(guard);
+            if let Err(e) = self.after_publish(after) {
+                error.get_or_insert(e);
+            }
+            if error.is_some() {
+                break error;
+            }
+            while oldest < next && records[oldest].is_done() {
+                oldest += 1;
+            }
+            if oldest == n {
+                break None;
+            }
+            let waited = if oldest < next {
+                let rec = &records[oldest];
+                self.wait_for(
+                    &mut lead,
+                    &mut clock,
+                    || rec.is_done(),
+                    |t| Ok(rec.is_done() || (next < n && t.producer().free_slots()? > 0)),
+                    // SAFETY: under the ring lock, the record registered
+                    // and not done.
+                    |_, w| unsafe { rec.set_waiter(Some(w)) },
+                )
+            } else {
+                // Others' messages fill the ring.
+                self.wait_for(
+                    &mut lead,
+                    &mut clock,
+                    || false,
+                    |t| Ok(t.producer().free_slots()? > 0),
+                    |t, w| t.wait_space(w),
+                )
+            };
+            if let Err(e) = waited {
+                break Some(e);
+            }
+        };
+        drop(lead);
+        drop(registrations);
+        let fail = |f: &Option<Error>| f.as_ref().map_or(Error::Timeout(timeout), again);
+        Ok(records
+            .iter()
+            .map(|r| match r.take() {
+                None => Err(fail(&failure)),
+                Some(o) if o.not_delivered => Err(Error::NotBound),
+                Some(Outcome {
+                    rc,
+                    len,
+                    dest: Dest::Owned(mut v),
+                    ..
+                }) => {
+                    v.truncate(len);
+                    Ok((rc, v))
+                }
+                Some(o) => Ok((o.rc, Vec::new())),
+            })
+            .collect())
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len > self.u2k_msz as usize {
+            return Err(Error::TooLarge {
+                len,
+                max: self.u2k_msz,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A finished record's result.
+fn outcome(out: Option<Outcome>) -> Result<crate::Reply> {
+    match out {
+        None => Err(Error::Closed),
+        Some(o) if o.not_delivered => Err(Error::NotBound),
+        Some(o) => Ok(crate::Reply {
+            rc: o.rc,
+            len: o.len,
+        }),
+    }
+}
+
+/// The same error again, for each request a failure left without a result.
+fn again(e: &Error) -> Error {
+    match e {
+        Error::NotBound => Error::NotBound,
+        Error::TooLarge { len, max } => Error::TooLarge {
+            len: *len,
+            max: *max,
+        },
+        Error::Full => Error::Full,
+        Error::Closed => Error::Closed,
+        Error::Corrupt(s) => Error::Corrupt(s.clone()),
+        Error::Timeout(d) => Error::Timeout(*d),
+        Error::Busy(u) => Error::Busy(*u),
+        Error::BadLength { len, expected } => Error::BadLength {
+            len: *len,
+            expected: *expected,
+        },
+        Error::ListenersActive => Error::ListenersActive,
+        Error::NoTransport(s) => Error::NoTransport(s.clone()),
+        Error::Io(io) => Error::Io(match io.raw_os_error() {
+            Some(n) => std::io::Error::from_raw_os_error(n),
+            None => std::io::Error::new(io.kind(), io.to_string()),
+        }),
+        other => Error::Io(std::io::Error::other(other.to_string())),
+    }
+}
