@@ -22,8 +22,8 @@
  * pointers), mmap (right and wrong lengths, offsets, flags), munmap (whole
  * and partial), publishing messages, KICK, poll, consuming k2u, scribbles
  * of the region (any word, the indices, slot headers, the ring info), close
- * (with and without the mapping), dup, fork (the child shares the fds and
- * mappings and runs its own ops), SIGKILL of a process in the middle of
+ * (with and without the mapping), dup, fork (the child shares the fds, not
+ * the mappings, and runs its own ops), SIGKILL of a process in the middle of
  * calls, unknown ioctls, reads of the debugfs counters, and control
  * requests to the test driver (register, unregister, post floods) on the
  * UIDs the others bind. The targets are the sample driver (sam0), echo
@@ -798,6 +798,24 @@ static void op_ctl(void)
 
 /* --------------------------------------------------- processes, the loop */
 
+/*
+ * In a child: the fds are inherited (and still bound), the mappings are
+ * not (the region is mapped VM_DONTCOPY): a mapping still present in the
+ * child is a finding; either way the child forgets them.
+ */
+static void child_start(uint64_t seed)
+{
+	int i;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	rng_state = seed;
+	for (i = 0; i < N_CHAN; i++) {
+		if (ch[i].map && msync(ch[i].map, PAGE, MS_ASYNC) == 0)
+			finding("a region mapping survived fork()");
+		forget_map(&ch[i]);
+	}
+}
+
 #define MAX_KIDS 3
 static pid_t kids[MAX_KIDS];
 static int n_kids;
@@ -841,8 +859,7 @@ static void op_fork(void)
 	if (p == 0) {
 		int i, n = 1 + below(40);
 
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		rng_state = child_seed;
+		child_start(child_seed);
 		n_kids = 0;
 		ctl.fd = -1;
 		for (i = 0; i < n; i++)
@@ -864,8 +881,7 @@ static void op_kill(void)
 	if (p < 0)
 		return;
 	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		rng_state = child_seed;
+		child_start(child_seed);
 		n_kids = 0;
 		ctl.fd = -1;
 		for (;;) {
