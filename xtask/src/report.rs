@@ -25,10 +25,14 @@ pub const KERNEL_RED_FLAGS: &[&str] = &[
     "BUG:",
     "Oops",
     "general protection fault",
-    "lockdep",
+    // lockdep's reports (not its banner, "RCU lockdep checking is enabled").
     "possible circular locking",
     "possible recursive locking",
     "inconsistent lock state",
+    "lock inversion",
+    "DEBUG_LOCKS_WARN_ON",
+    "turning off the locking correctness validator",
+    "non-static key",
     "KASAN",
     "UBSAN",
     "KFENCE:",
@@ -379,6 +383,20 @@ fn libtest_summary(line: &str) -> Option<LibtestSummary> {
     })
 }
 
+/// True for a console line the kernel printed (`[   12.345678] ...`).
+fn is_kernel_line(line: &str) -> bool {
+    let Some(rest) = line.trim_start().strip_prefix('[') else {
+        return false;
+    };
+    rest.split_once(']').is_some_and(|(stamp, _)| {
+        let stamp = stamp.trim();
+        !stamp.is_empty() && stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
+    })
+}
+
+/// The kernel log: the dump after the tests, which must reach back to boot
+/// (a wrapped buffer could have lost a report), and every kernel line the
+/// console showed meanwhile.
 fn kernel_log_outcome(lines: &[String]) -> Outcome {
     let begin = lines.iter().position(|l| l.contains("@@ISC-DMESG-BEGIN"));
     let end = lines.iter().position(|l| l.contains("@@ISC-DMESG-END"));
@@ -387,8 +405,16 @@ fn kernel_log_outcome(lines: &[String]) -> Outcome {
         (Some(b), Some(e)) if b < e => (&lines[b + 1..e], false),
         _ => (lines, true),
     };
+    // Kernel lines on the console before the dump (the dump repeats them).
+    let before_dump = &lines[..begin.unwrap_or(lines.len())];
+    let console = before_dump.iter().filter(|l| is_kernel_line(l));
     let flagged: Vec<String> = scope
         .iter()
+        .chain(
+            if whole { None } else { Some(console) }
+                .into_iter()
+                .flatten(),
+        )
         .filter(|l| KERNEL_RED_FLAGS.iter().any(|f| l.contains(f)))
         .take(20)
         .map(|l| format!("| {l}"))
@@ -397,7 +423,22 @@ fn kernel_log_outcome(lines: &[String]) -> Outcome {
     if whole {
         detail.insert(0, "no kernel log dump: judged the console".into());
     }
-    Outcome::check("kernel log clean", flagged.is_empty() && !whole, detail)
+    let complete = whole
+        || scope
+            .iter()
+            .find(|l| is_kernel_line(l))
+            .is_some_and(|l| l.contains("[    0.000000]"));
+    if !complete {
+        detail.insert(
+            0,
+            "the kernel log dump does not reach back to boot (buffer wrapped)".into(),
+        );
+    }
+    Outcome::check(
+        "kernel log clean",
+        flagged.is_empty() && !whole && complete,
+        detail,
+    )
 }
 
 /// kmemleak's report after the tests: present, and without a leak.
@@ -503,7 +544,7 @@ mod tests {
              @@ISC-BEGIN dev/device\n{device_body}\n@@ISC-END dev/device 0\n\
              @@ISC-BEGIN hostile\nok 1 mmap\nFAIL 2 kick\nok 3 bind\n@@ISC-END hostile 1\n\
              @@ISC-BEGIN bench\nratio: 9.5\n@@ISC-END bench 0\n\
-             @@ISC-DMESG-BEGIN\n{dmesg}\n@@ISC-DMESG-END\n@@ISC-DONE\n"
+             @@ISC-DMESG-BEGIN\n[    0.000000] Linux version 6.1.0\n{dmesg}\n@@ISC-DMESG-END\n@@ISC-DONE\n"
         );
         Run {
             lines: lines(&text),
@@ -714,5 +755,52 @@ mod tests {
             let run = sample_run("test result: ok. 1 passed; 0 failed;", line);
             assert_eq!(outcome(&parse_plain(&run), "kernel log clean").failed, 1, "{line}");
         }
+    }
+
+    #[test]
+    fn a_wrapped_kernel_log_fails() {
+        let mut run = sample_run(
+            "test result: ok. 1 passed; 0 failed;",
+            "[   12.0] isc: loaded",
+        );
+        let i = run
+            .lines
+            .iter()
+            .position(|l| l.contains("Linux version"))
+            .unwrap();
+        run.lines.remove(i);
+        let log = outcome(&parse_plain(&run), "kernel log clean").clone();
+        assert_eq!(log.failed, 1);
+        assert!(log.detail[0].contains("wrapped"), "{log:?}");
+    }
+
+    #[test]
+    fn kernel_lines_on_the_console_count_too() {
+        // A report the console showed in the middle of a program, even if
+        // the dump after the tests no longer has it.
+        let run = sample_run(
+            "[   33.1] BUG: KASAN: use-after-free in isc_kick+0x1/0x2\ntest result: ok. 1 passed; 0 failed;",
+            "",
+        );
+        assert_eq!(outcome(&parse_plain(&run), "kernel log clean").failed, 1);
+        // Program output that merely mentions a flag is not a kernel line.
+        let run = sample_run(
+            "note: WARNING: not from the kernel\ntest result: ok. 1 passed; 0 failed;",
+            "",
+        );
+        assert_eq!(outcome(&parse_plain(&run), "kernel log clean").failed, 0);
+        assert!(is_kernel_line("[    0.000000] Linux version"));
+        assert!(is_kernel_line("  [12.5] x"));
+        assert!(!is_kernel_line("[ok] x"));
+        assert!(!is_kernel_line("[] x"));
+    }
+
+    #[test]
+    fn the_lockdep_banner_is_not_a_red_flag() {
+        let run = sample_run(
+            "test result: ok. 1 passed; 0 failed;",
+            "[    0.000000] rcu: \tRCU lockdep checking is enabled.\n[    0.1] Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar",
+        );
+        assert_eq!(outcome(&parse_plain(&run), "kernel log clean").failed, 0);
     }
 }
