@@ -261,7 +261,20 @@ fn run_kernel(
     let script = init_script::render(&mods, programs, timeout, kernel.debug);
     initramfs::pack(&kdir.join("root"), &mods, programs, &script, &initrd)?;
     let log_path = kdir.join("console.log");
-    let run = qemu::boot(&kernel.image, &initrd, timeout, opts.verbose, &log_path)?;
+    // The debug kernel has KASAN and KFENCE built in.
+    let append = if kernel.debug {
+        ""
+    } else {
+        qemu::MEMORY_CHECKS
+    };
+    let run = qemu::boot(
+        &kernel.image,
+        &initrd,
+        append,
+        timeout,
+        opts.verbose,
+        &log_path,
+    )?;
     println!(
         "   guest ran {:.1?}{}; console log: {}",
         run.elapsed,

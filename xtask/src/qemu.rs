@@ -18,12 +18,20 @@ pub struct Run {
     pub timed_out: bool,
 }
 
-/// Boots `kernel` with `initrd`, 1 GiB, 2 CPUs, serial console on stdio, and
-/// waits for qemu to exit (the guest powers off) for at most `timeout`; kills
-/// it then. The console is also written to `log`.
+/// Kernel arguments for the release kernels: SLUB's red zones, poisoning
+/// and free checks, poisoned freed pages, and KFENCE on every allocation it
+/// can take, so memory errors show in the log even without KASAN.
+pub const MEMORY_CHECKS: &str =
+    "slub_debug=FZPU init_on_free=1 page_poison=1 kfence.sample_interval=1";
+
+/// Boots `kernel` with `initrd`, 1 GiB, 2 CPUs, serial console on stdio and
+/// the extra kernel arguments `append`, and waits for qemu to exit (the
+/// guest powers off) for at most `timeout`; kills it then. The console is
+/// also written to `log`.
 pub fn boot(
     kernel: &Path,
     initrd: &Path,
+    append: &str,
     timeout: Duration,
     verbose: bool,
     log: &Path,
@@ -36,7 +44,8 @@ pub fn boot(
         .arg(kernel)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .arg("-append")
+        .arg(format!("console=ttyS0 panic=-1 quiet {append}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
