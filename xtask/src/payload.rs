@@ -305,7 +305,10 @@ pub fn build_all(root: &Path, meta: &Metadata, work: &Path) -> Result<Payload> {
                 }
             },
             Source::CLibisc { source, label } => match resolve_c_libisc(root, meta, source) {
-                Ok(src) => vec![(label.to_string(), build_c_libisc(root, meta, source, &src, label, work)?)],
+                Ok(src) => vec![(
+                    label.to_string(),
+                    build_c_libisc(root, meta, source, &src, label, work)?,
+                )],
                 Err(reason) => {
                     payload.missing.push(Missing {
                         entry: entry.describe(),
