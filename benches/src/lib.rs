@@ -1,1 +1,3 @@
 //! Shared helpers of the ISC benchmarks (see `benches/`).
+
+pub mod pathways;

@@ -15,7 +15,9 @@
  * - 2 UNREGISTER(uid): isc_unregister(uid); rc is its result.
  * - 3 STATS(uid): reply kind = got() calls, delay_ms = bound() calls,
  *   peer = unbind() calls, mode = contract violations seen, owner = the
- *   last isc_unregister() result of a got(); -ENOENT for an unknown uid.
+ *   last isc_unregister() result of a got(), group = the last
+ *   isc_register() result of an unbind(); -ENOENT for an unknown uid.
+ * - 4 RELEASE(uid): let a SLOWBOUND driver's bound() in progress return.
  *
  * Kinds (what got() does; every kind posts "started" before its work, from
  * the handle bound() received, and counts violations: a got() before
@@ -24,16 +26,23 @@
  *   isc_unregister() result. Meanwhile the module must not go away.
  * - 2 CROSS: wait (at most 5 s) until the peer CROSS driver's got() has
  *   started too, then isc_unregister(peer); rc is its result.
- * - 3 SLOWBOUND: bound() posts "in bound", sleeps delay_ms, then marks the
- *   binding ready; got() returns 0 if it saw the binding ready, else
- *   -EPROTO (and counts a violation).
+ * - 3 SLOWBOUND: bound() posts "in bound", then waits for RELEASE (at most
+ *   delay_ms) before it marks the binding ready and returns; got() returns
+ *   0 if it saw the binding ready, else -EPROTO (and counts a violation).
  * - 4 SLEEP: sleep delay_ms; rc is the number of this got() call (from 1).
+ * - 5 NOGOT: registers ops without got(); ISC must refuse it (-EINVAL).
+ * - 6 REENTER: bound() calls isc_unregister() of its own uid, unbind()
+ *   calls isc_register() of peer; both must fail with -EDEADLK (STATS:
+ *   owner and group hold the two results).
  *
  * A "started" post is 8 bytes: { u32 uid; u32 n } with n the got() call
  * number; "in bound" is { uid, 0 }.
  *
- * Module parameter leak=1: module_exit leaves the hazard drivers
- * registered, so that ISC's module notifier must remove them.
+ * Module parameters: leak=1 makes module_exit leave the hazard drivers
+ * registered, so that ISC's module notifier must remove them;
+ * exit_delay_ms makes module_exit wait that long (with its module already
+ * going) between unregistering "hzct" and the hazard drivers. module_exit
+ * logs "exit: uid <uid> bound <n> unbind <n> violations <n>" per driver.
  *
  * Locking: hz_lock (mutex) guards the list and serialises control ops; it
  * is never taken from bound(), unbind() or a hazard got(). Each driver's
@@ -63,11 +72,14 @@
 #define HZ_OP_REGISTER		1
 #define HZ_OP_UNREGISTER	2
 #define HZ_OP_STATS		3
+#define HZ_OP_RELEASE		4
 
 #define HZ_SELF			1
 #define HZ_CROSS		2
 #define HZ_SLOWBOUND		3
 #define HZ_SLEEP		4
+#define HZ_NOGOT		5
+#define HZ_REENTER		6
 
 #define HZ_MAX_DELAY_MS		5000U
 
@@ -95,6 +107,7 @@ struct hz_drv {
 	spinlock_t lock;		/* everything below */
 	struct isc_handle *h;		/* our reference while bound */
 	bool in_bound;
+	bool released;			/* RELEASE came: bound() may return */
 	bool ready;			/* bound() returned */
 	bool in_got;
 	u32 n_got;
@@ -102,16 +115,23 @@ struct hz_drv {
 	u32 n_unbind;
 	u32 n_violations;
 	s32 last_unregister;
+	s32 last_register;
 };
 
 static bool leak;
 module_param(leak, bool, 0444);
 MODULE_PARM_DESC(leak, "leave the hazard drivers registered at module exit (tests ISC's module notifier)");
 
+static unsigned int exit_delay_ms;
+module_param(exit_delay_ms, uint, 0444);
+MODULE_PARM_DESC(exit_delay_ms, "sleep this long in module_exit before unregistering the hazard drivers");
+
 static DEFINE_MUTEX(hz_lock);
 static LIST_HEAD(hz_drvs);
 static DECLARE_WAIT_QUEUE_HEAD(hz_wq);
 static atomic_t hz_cross_started = ATOMIC_INIT(0);
+
+static const struct isc_ops hz_ops;
 
 static void hz_violation(struct hz_drv *d, const char *what)
 {
@@ -148,9 +168,16 @@ static void hz_bound(void *arg, struct isc_handle *h)
 	spin_unlock(&d->lock);
 	isc_put(old);
 
+	if (d->kind == HZ_REENTER) {
+		int rc = isc_unregister(d->uid);
+
+		spin_lock(&d->lock);
+		d->last_unregister = rc;
+		spin_unlock(&d->lock);
+	}
 	if (d->kind == HZ_SLOWBOUND) {
 		hz_post(d, 0);
-		msleep(d->delay_ms);
+		wait_event_timeout(hz_wq, READ_ONCE(d->released), msecs_to_jiffies(d->delay_ms));
 	}
 	spin_lock(&d->lock);
 	d->in_bound = false;
@@ -173,6 +200,13 @@ static void hz_unbind(void *arg)
 	d->n_unbind++;
 	spin_unlock(&d->lock);
 	isc_put(h);
+	if (d->kind == HZ_REENTER) {
+		int rc = isc_register(d->peer, &hz_ops, d);
+
+		spin_lock(&d->lock);
+		d->last_register = rc;
+		spin_unlock(&d->lock);
+	}
 }
 
 static int hz_got(void *arg, void *msg, u32 *len, u32 msz)
@@ -231,6 +265,11 @@ static const struct isc_ops hz_ops = {
 	.got = hz_got,
 };
 
+static const struct isc_ops hz_nogot_ops = {
+	.bound = hz_bound,
+	.unbind = hz_unbind,
+};
+
 /* ---------------------------------------------------------- control ops */
 
 static struct hz_drv *hz_find(u32 uid)
@@ -251,7 +290,7 @@ static int hz_register(const struct hz_ctl *req)
 	bool fresh = !d;
 	int ret;
 
-	if (req->kind < HZ_SELF || req->kind > HZ_SLEEP)
+	if (req->kind < HZ_SELF || req->kind > HZ_REENTER)
 		return -EINVAL;
 	if (d && d->registered)
 		return -EEXIST;
@@ -267,10 +306,14 @@ static int hz_register(const struct hz_ctl *req)
 	d->delay_ms = min(req->delay_ms, HZ_MAX_DELAY_MS);
 	d->peer = req->peer;
 	d->n_got = d->n_bound = d->n_unbind = d->n_violations = 0;
+	WRITE_ONCE(d->released, false);
 	d->last_unregister = 0;
+	d->last_register = 0;
 	if (d->kind == HZ_CROSS)
 		atomic_set(&hz_cross_started, 0);
-	if (req->mode) {
+	if (req->kind == HZ_NOGOT) {
+		ret = isc_register(req->uid, &hz_nogot_ops, d);
+	} else if (req->mode) {
 		acc.uid = make_kuid(current_user_ns(), req->owner);
 		acc.gid = make_kgid(current_user_ns(), req->group);
 		acc.mode = req->mode & 0777;
@@ -312,7 +355,19 @@ static int hz_stats(struct hz_ctl *req)
 	req->peer = d->n_unbind;
 	req->mode = d->n_violations;
 	req->owner = (u32)d->last_unregister;
+	req->group = (u32)d->last_register;
 	spin_unlock(&d->lock);
+	return 0;
+}
+
+static int hz_release(u32 uid)
+{
+	struct hz_drv *d = hz_find(uid);
+
+	if (!d)
+		return -ENOENT;
+	WRITE_ONCE(d->released, true);
+	wake_up_all(&hz_wq);
 	return 0;
 }
 
@@ -337,6 +392,9 @@ static int hz_ctl_got(void *arg, void *msg, u32 *len, u32 msz)
 		break;
 	case HZ_OP_STATS:
 		ret = hz_stats(&req);
+		break;
+	case HZ_OP_RELEASE:
+		ret = hz_release(req.uid);
 		break;
 	default:
 		ret = -EINVAL;
@@ -365,6 +423,8 @@ static void __exit hz_exit(void)
 	struct hz_drv *d, *tmp;
 
 	isc_unregister(HZ_CTL_UID);
+	if (exit_delay_ms)
+		msleep(min(exit_delay_ms, HZ_MAX_DELAY_MS));
 	mutex_lock(&hz_lock);
 	list_for_each_entry_safe(d, tmp, &hz_drvs, node) {
 		/* With leak=1 they stay: ISC removes them when this module goes. */
@@ -377,6 +437,8 @@ static void __exit hz_exit(void)
 	 * through an isc_unregister() of its UIDs, which nobody makes here.
 	 */
 	list_for_each_entry_safe(d, tmp, &hz_drvs, node) {
+		pr_info("exit: uid %08x bound %u unbind %u violations %u\n", d->uid, d->n_bound,
+			d->n_unbind, d->n_violations);
 		list_del(&d->node);
 		kfree(d);
 	}

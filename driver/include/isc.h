@@ -12,14 +12,17 @@
  *
  * Module lifetime: isc_register() is a macro that records the calling module
  * (THIS_MODULE). ISC holds a reference on that module around every callback
- * it makes, so the module cannot be removed while one of its callbacks runs,
- * whatever the callback does (unregistering its own UID included). No
- * reference is held between callbacks: unregistering in module_exit works,
- * and rmmod of a driver with a bound user succeeds (the user is told
- * UNBOUND). If the module is already going away when a got() would start,
- * the message completes as not delivered. A registration its module leaves
- * behind is removed when the module goes, with a warning and without calling
- * into it.
+ * it makes (one reference for a whole drain of several messages), so the
+ * module cannot be removed while one of its callbacks runs, whatever the
+ * callback does (unregistering its own UID included): rmmod fails with
+ * "in use". No reference is held between callbacks: unregistering in
+ * module_exit works, and rmmod of a driver with a bound user succeeds (the
+ * user is told UNBOUND). While the module is going away (its exit function
+ * runs), ISC calls into it only through its own isc_unregister() calls
+ * (which still run unbind()): a message that would reach got() completes as
+ * not delivered, a new binding gets no bound() (and no unbind()). A
+ * registration its module leaves behind is removed when the module goes,
+ * with a log line and without calling into it.
  *
  * Ordering, for one binding of a registration to a channel:
  * - bound() returns before the first got() starts (a KICK issued meanwhile
@@ -40,8 +43,8 @@
  *
  * Calling isc_register()/isc_unregister() from callbacks:
  * - bound() and unbind() run in process context with the ISC registry lock
- *   held: they must not call isc_register() or isc_unregister() (deadlock),
- *   and should not block for long.
+ *   held: isc_register() and isc_unregister() called from them return
+ *   -EDEADLK and do nothing. They should not block for long.
  * - got() runs in process context (the thread that issued ISC_IOC_KICK),
  *   holds no ISC lock that isc_register()/isc_unregister() take, and may
  *   sleep. It may register and unregister any UID, its own or another
@@ -123,7 +126,7 @@ struct isc_ops {
  * context; not from bound() or unbind().
  *
  * Return: 0, -EEXIST if @uid is registered, -EINVAL if @ops or @ops->got is
- * NULL, -ENOMEM.
+ * NULL, -ENOMEM, -EDEADLK if called from bound() or unbind().
  */
 #define isc_register(uid, ops, arg) __isc_register((uid), (ops), (arg), THIS_MODULE)
 
@@ -156,9 +159,9 @@ int __isc_register_access(u32 uid, const struct isc_ops *ops, void *arg,
  * unbind().
  *
  * Return: 0; -ENOENT if @uid is not registered (or is being unregistered);
- * -EDEADLK if the call would wait for a got() that waits for the caller
- * (see "Calling isc_register()/isc_unregister() from callbacks" above),
- * and then nothing changed.
+ * -EDEADLK, and nothing changed, if called from bound() or unbind(), or if
+ * the call would wait for a got() that waits for the caller (see "Calling
+ * isc_register()/isc_unregister() from callbacks" above).
  */
 int isc_unregister(u32 uid);
 

@@ -212,8 +212,10 @@ EXPORT_SYMBOL_GPL(isc_compat_post);
 
 /*
  * A module going with compat registrations left (its exit forgot them, or
- * its init failed): remove them and free the shims. The core calls nothing
- * in a going module, so no callback runs.
+ * its init failed): free the shims. This runs after the core's own module
+ * backstop (lower priority), which has already removed every registration
+ * of the module without calling into it, so no callback runs and the UIDs
+ * are not touched again (another module may have registered them since).
  */
 static int compat_module_notify(struct notifier_block *nb, unsigned long state, void *data)
 {
@@ -227,7 +229,7 @@ static int compat_module_notify(struct notifier_block *nb, unsigned long state, 
 		mutex_lock(&compat_lock);
 		list_for_each_entry(c, &compat_list, node) {
 			if (c->owner == mod && c->state == COMPAT_REGISTERED) {
-				c->state = COMPAT_UNREGISTERING;
+				list_del(&c->node);
 				found = c;
 				break;
 			}
@@ -237,23 +239,15 @@ static int compat_module_notify(struct notifier_block *nb, unsigned long state, 
 			break;
 		pr_warn("module %s left uid %08x registered (compat API); removed\n",
 			mod->name, found->uid);
-		/* -ENOENT if the core's own backstop went first: fine. */
-		isc_unregister(found->uid);
-		mutex_lock(&compat_lock);
-		list_del(&found->node);
-		mutex_unlock(&compat_lock);
 		kfree(found);
 	}
 	return NOTIFY_OK;
 }
 
-/*
- * Called before the core's backstop (higher priority), so the registration
- * removed here is still this shim's.
- */
+/* After the core's backstop (priority 0), which removes the registrations. */
 static struct notifier_block compat_module_nb = {
 	.notifier_call = compat_module_notify,
-	.priority = 1,
+	.priority = -1,
 };
 
 int isc_compat_init(void)

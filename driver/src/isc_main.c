@@ -123,6 +123,7 @@ struct isc_drv {
 	/* Under isc_cb_lock. */
 	bool dead;			/* no got() starts any more */
 	struct task_struct *cb_task;	/* the task running its got(), if any */
+	unsigned int pins;		/* drains holding a module reference for it */
 };
 
 /* A task sleeping in isc_unregister() until @target's got() returns. */
@@ -214,6 +215,8 @@ static LIST_HEAD(isc_users);
 static DEFINE_SPINLOCK(isc_cb_lock);
 static LIST_HEAD(isc_waiters);
 static DECLARE_WAIT_QUEUE_HEAD(isc_cb_wq);	/* got() returned; bound() returned */
+/* The task in a bound() or unbind() call (under isc_lock), to refuse re-entry. */
+static struct task_struct *isc_lock_cb_task;
 static struct dentry *isc_dbg_root;
 
 static unsigned short node_mode = 0600;
@@ -593,6 +596,15 @@ static bool isc_may_bind(const struct isc_drv *drv, const struct cred *cred, boo
 }
 
 /*
+ * Is current inside a bound() or unbind() call? Only this task could have
+ * stored itself there, so the lockless read is exact for this question.
+ */
+static bool isc_in_locked_callback(void)
+{
+	return READ_ONCE(isc_lock_cb_task) == current;
+}
+
+/*
  * Calls bound() under isc_lock with a reference on the driver's module; if
  * the module is going (its exit function runs, or its init failed), bound()
  * is skipped and false returned.
@@ -602,7 +614,9 @@ static bool isc_call_bound(struct isc_drv *drv, struct isc_handle *ch)
 	lockdep_assert_held(&isc_lock);
 	if (!try_module_get(drv->owner))
 		return false;
+	WRITE_ONCE(isc_lock_cb_task, current);
 	drv->ops->bound(drv->arg, ch);
+	WRITE_ONCE(isc_lock_cb_task, NULL);
 	module_put(drv->owner);
 	return true;
 }
@@ -635,7 +649,9 @@ static void isc_call_unbind(struct isc_drv *drv, enum isc_unbind_mode mode)
 		drv->unbind_owed = true;
 		return;
 	}
+	WRITE_ONCE(isc_lock_cb_task, current);
 	drv->ops->unbind(drv->arg);
+	WRITE_ONCE(isc_lock_cb_task, NULL);
 	if (pinned)
 		module_put(drv->owner);
 }
@@ -715,6 +731,9 @@ int __isc_register_access(u32 uid, const struct isc_ops *ops, void *arg,
 
 	if (!ops || !ops->got)
 		return -EINVAL;
+	/* From bound() or unbind(), isc_lock is held by this task. */
+	if (isc_in_locked_callback())
+		return -EDEADLK;
 	drv = kzalloc(sizeof(*drv), GFP_KERNEL);
 	if (!drv)
 		return -ENOMEM;
@@ -782,9 +801,14 @@ static bool isc_wait_would_deadlock(struct isc_drv *drv)
 	return false;
 }
 
-static bool isc_drv_idle(struct isc_drv *drv)
+/*
+ * No got() of @drv runs; for the module notifier (@mode ISC_UNBIND_NO) also
+ * no drain holds a reference on its module any more (the module's memory
+ * goes once the notifier returns).
+ */
+static bool isc_drv_idle(struct isc_drv *drv, enum isc_unbind_mode mode)
 {
-	return !READ_ONCE(drv->cb_task);
+	return !READ_ONCE(drv->cb_task) && (mode != ISC_UNBIND_NO || !READ_ONCE(drv->pins));
 }
 
 /*
@@ -808,7 +832,7 @@ static int isc_remove(struct isc_drv *drv, enum isc_unbind_mode mode)
 	/* Still listed: no new registration of its uid, no new binding to it. */
 	drv->unregistering = true;
 	drv->dead = true;
-	wait = drv->cb_task && drv->cb_task != current;
+	wait = (drv->cb_task && drv->cb_task != current) || (mode == ISC_UNBIND_NO && drv->pins);
 	if (wait)
 		list_add(&w.node, &isc_waiters);
 	spin_unlock(&isc_cb_lock);
@@ -816,7 +840,7 @@ static int isc_remove(struct isc_drv *drv, enum isc_unbind_mode mode)
 
 	if (wait) {
 		/* Not a lock: the got() in flight may take isc_lock, register, unregister. */
-		wait_event(isc_cb_wq, isc_drv_idle(drv));
+		wait_event(isc_cb_wq, isc_drv_idle(drv, mode));
 		spin_lock(&isc_cb_lock);
 		list_del(&w.node);
 		spin_unlock(&isc_cb_lock);
@@ -871,6 +895,9 @@ int isc_unregister(u32 uid)
 {
 	struct isc_drv *drv;
 
+	/* From bound() or unbind(), isc_lock is held by this task. */
+	if (isc_in_locked_callback())
+		return -EDEADLK;
 	mutex_lock(&isc_lock);
 	drv = isc_find_drv(uid);
 	if (drv)
@@ -1235,14 +1262,38 @@ unlock:
 }
 
 /*
- * The driver the next got() goes to, with its module pinned, current
- * recorded as running its got() and a reference on the registration; NULL
- * if the channel has no live driver (the message is not delivered). Waits
- * for a bound() in progress first; -EINTR in *@err if killed meanwhile.
+ * A drain pins the driver it delivers to once (a reference on its module and
+ * one on the registration) and keeps the pin from message to message while
+ * the channel's driver stays the same and alive: pinning per message would
+ * cost several atomic operations each.
  */
-static struct isc_drv *isc_got_begin(struct isc_handle *ch, int *err)
+static void isc_unpin(struct isc_drv *drv)
 {
-	struct isc_drv *drv;
+	bool dead;
+
+	/*
+	 * The module reference goes first: once pins is 0, the notifier of a
+	 * module whose init failed may finish and its memory go.
+	 */
+	module_put(drv->owner);
+	spin_lock(&isc_cb_lock);
+	WRITE_ONCE(drv->pins, drv->pins - 1);
+	dead = drv->dead;
+	spin_unlock(&isc_cb_lock);
+	if (dead)
+		wake_up_all(&isc_cb_wq);
+	isc_drv_put(drv);
+}
+
+/*
+ * The driver the next got() goes to, pinned (in *@pinned, which holds the
+ * drain's pin) and with current recorded as running its got(); NULL if the
+ * channel has no live driver (the message is not delivered). Waits for a
+ * bound() in progress first; -EINTR in *@err if killed meanwhile.
+ */
+static struct isc_drv *isc_got_begin(struct isc_handle *ch, struct isc_drv **pinned, int *err)
+{
+	struct isc_drv *drv, *old = NULL;
 
 	for (;;) {
 		spin_lock(&isc_cb_lock);
@@ -1255,13 +1306,25 @@ static struct isc_drv *isc_got_begin(struct isc_handle *ch, int *err)
 		}
 	}
 	drv = ch->got_drv;
-	if (drv && (drv->dead || !try_module_get(drv->owner)))
+	if (drv && drv->dead)
 		drv = NULL;
-	if (drv) {
-		WRITE_ONCE(drv->cb_task, current);
-		kref_get(&drv->ref);
+	if (drv != *pinned) {
+		old = *pinned;
+		*pinned = NULL;
+		if (drv && try_module_get(drv->owner)) {
+			kref_get(&drv->ref);
+			WRITE_ONCE(drv->pins, drv->pins + 1);
+			*pinned = drv;
+		} else {
+			/* Its module is going: not delivered. */
+			drv = NULL;
+		}
 	}
+	if (drv)
+		WRITE_ONCE(drv->cb_task, current);
 	spin_unlock(&isc_cb_lock);
+	if (old)
+		isc_unpin(old);
 	return drv;
 }
 
@@ -1269,18 +1332,12 @@ static void isc_got_end(struct isc_drv *drv)
 {
 	bool dead;
 
-	/*
-	 * Unpinned before cb_task is cleared: once it is, the module notifier
-	 * of a module whose init failed may finish and its memory go.
-	 */
-	module_put(drv->owner);
 	spin_lock(&isc_cb_lock);
 	WRITE_ONCE(drv->cb_task, NULL);
 	dead = drv->dead;
 	spin_unlock(&isc_cb_lock);
 	if (dead)
 		wake_up_all(&isc_cb_wq);
-	isc_drv_put(drv);
 }
 
 /*
@@ -1294,6 +1351,7 @@ static long isc_kick(struct isc_handle *ch)
 {
 	struct isc_ring *r = &ch->u2k;
 	u32 head, done = 0, delivered = 0, clamped = 0;
+	struct isc_drv *pinned = NULL;
 	bool interrupted = false;
 	long ret = 0;
 
@@ -1335,7 +1393,7 @@ static long isc_kick(struct isc_handle *ch)
 			ret = -EIO;
 			break;
 		}
-		drv = isc_got_begin(ch, &err);
+		drv = isc_got_begin(ch, &pinned, &err);
 		if (err) {
 			interrupted = true;
 			break;
@@ -1364,6 +1422,8 @@ static long isc_kick(struct isc_handle *ch)
 		done++;
 		cond_resched();
 	}
+	if (pinned)
+		isc_unpin(pinned);
 	if (done) {
 		/* Releases what was handled: the replies above are visible before the new tail. */
 		smp_store_release(&r->hdr->tail.value, ch->u2k_tail);

@@ -12,6 +12,7 @@
  * 0 when every register read back what was written and the irq posts came.
  *
  * Build: cc -Wall -Werror sample.c $(pkg-config --cflags --libs isc)
+ * (it is also valid C++: c++ -x c++ ... builds it the same way).
  * Run: against /dev/isc with isc_sample.ko loaded, or with ISC_TRANSPORT=sim
  * against `isc-sim-server <socket> sam0=sample` (ISC_SIM_SOCKET=<socket>).
  */
@@ -94,6 +95,7 @@ int main(int argc, char **argv)
 	struct isc_handle *isc;
 	unsigned int mismatches = 0, seen;
 	struct timespec until;
+	int ok;
 
 	if (unit > 9) {
 		fprintf(stderr, "usage: %s [irqs [unit]]: unit is a digit\n", argv[0]);
@@ -110,8 +112,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (int i = 0; i < REGISTERS; i++) {
-		struct sample_msg m = { .id = SAMPLE_MSG_WRITE_REG };
+		struct sample_msg m;
 
+		memset(&m, 0, sizeof(m));
+		m.id = SAMPLE_MSG_WRITE_REG;
 		/* xorshift32 */
 		x ^= x << 13;
 		x ^= x >> 17;
@@ -123,8 +127,10 @@ int main(int argc, char **argv)
 			goto fail;
 	}
 	for (int i = 0; i < REGISTERS; i++) {
-		struct sample_msg m = { .id = SAMPLE_MSG_READ_REG };
+		struct sample_msg m;
 
+		memset(&m, 0, sizeof(m));
+		m.id = SAMPLE_MSG_READ_REG;
 		m.reg.offset = (uint32_t)i;
 		if (call(isc, &m) < 0)
 			goto fail;
@@ -145,7 +151,7 @@ int main(int argc, char **argv)
 
 	isc->rm_listener(isc, &listener, name);
 	isc->close(isc);
-	int ok = mismatches == 0 && seen >= want;
+	ok = mismatches == 0 && seen >= want;
 	printf("%s: %d registers written and read back, %u mismatches, %u irq posts\n",
 	       ok ? "OK" : "FAILED", REGISTERS, mismatches, seen);
 	return ok ? 0 : 1;

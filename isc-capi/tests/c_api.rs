@@ -9,7 +9,8 @@
 //! - `ict0` to `ict7`, control channels the C programs steer the driver
 //!   side with, over libisc itself (16-byte `{op, uid, a, b}` messages, see
 //!   [`Control`]); each program gets its own in `ISC_TEST_CTL`;
-//! - `sam0`, the sample protocol's register driver with a 20 ms irq timer;
+//! - `sam0` and `sam1`, the sample protocol's register driver with a 20 ms
+//!   irq timer;
 //! - `ehlo`, the sim's echo driver, which posts as soon as it is bound.
 
 use isc_transport_sim::sample::{EchoDriver, IrqTimer, RegisterDriver};
@@ -170,7 +171,7 @@ struct Fixture {
     socket: PathBuf,
     lib_dir: PathBuf,
     _host: Arc<SimHost>,
-    _timer: IrqTimer,
+    _timers: Vec<IrqTimer>,
 }
 
 /// Control UIDs: `ict0`, `ict1`, ...
@@ -216,9 +217,12 @@ fn fixture() -> &'static Fixture {
             host.register(uid(&control_uid(i)), control.clone())
                 .unwrap();
         }
-        let sample = Arc::new(RegisterDriver::new());
-        let timer = sample.start_irq(Duration::from_millis(20));
-        host.register(uid(b"sam0"), sample).unwrap();
+        let mut timers = Vec::new();
+        for name in [b"sam0", b"sam1"] {
+            let sample = Arc::new(RegisterDriver::new());
+            timers.push(sample.start_irq(Duration::from_millis(20)));
+            host.register(uid(name), sample).unwrap();
+        }
         host.register(uid(b"ehlo"), Arc::new(EchoDriver::new()))
             .unwrap();
         let dir = std::env::temp_dir().join(format!("isc-capi-{}", std::process::id()));
@@ -230,7 +234,7 @@ fn fixture() -> &'static Fixture {
             socket,
             lib_dir,
             _host: host,
-            _timer: timer,
+            _timers: timers,
         }
     })
 }
@@ -242,23 +246,21 @@ fn manifest_dir() -> &'static Path {
 /// Compiles `tests/c/<name>.c` (or an example) with `-Wall -Wextra
 /// -Werror`, with or without AddressSanitizer.
 fn compile(source: &Path, out: &Path, asan: bool) {
+    compile_with(&["cc", "-std=gnu11"], source, out, asan);
+}
+
+/// `compiler` (with its language options) builds `source` into `out`.
+fn compile_with(compiler: &[&str], source: &Path, out: &Path, asan: bool) {
     let f = fixture();
-    let mut cmd = Command::new("cc");
-    cmd.args([
-        "-std=gnu11",
-        "-g",
-        "-O1",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pthread",
-    ])
-    .arg("-I")
-    .arg(manifest_dir().join("include"))
-    .arg("-I")
-    .arg(manifest_dir().join("tests/c"))
-    .arg("-I")
-    .arg(manifest_dir().join("examples"));
+    let mut cmd = Command::new(compiler[0]);
+    cmd.args(&compiler[1..])
+        .args(["-g", "-O1", "-Wall", "-Wextra", "-Werror", "-pthread"])
+        .arg("-I")
+        .arg(manifest_dir().join("include"))
+        .arg("-I")
+        .arg(manifest_dir().join("tests/c"))
+        .arg("-I")
+        .arg(manifest_dir().join("examples"));
     if asan {
         cmd.args(["-fsanitize=address", "-fno-omit-frame-pointer"]);
     }
@@ -449,4 +451,53 @@ fn sample() {
         "{out}"
     );
     assert!(out.contains("irq 1 status"), "{out}");
+}
+
+/// libisc.so exports `open_isc` and the `isc_` extensions, nothing else.
+#[test]
+fn exports_are_open_isc_and_isc_prefixed_only() {
+    let lib = fixture().lib_dir.join("libisc.so");
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&lib)
+        .output()
+        .expect("run nm");
+    assert!(out.status.success());
+    let symbols: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .collect();
+    for s in &symbols {
+        assert!(s == "open_isc" || s.starts_with("isc_"), "exported: {s}");
+    }
+    for f in [
+        "open_isc",
+        "isc_abi_version",
+        "isc_open",
+        "isc_call",
+        "isc_fd",
+        "isc_recv",
+    ] {
+        assert!(symbols.iter().any(|s| s == f), "{f} not exported");
+    }
+}
+
+/// The C sample builds as C++ too (`isc.h` and the sample protocol's header
+/// in a C++ program), and runs.
+#[test]
+fn sample_as_cxx() {
+    let bin = bin_dir().join("sample-cxx");
+    compile_with(
+        &["c++", "-x", "c++", "-std=c++11"],
+        &manifest_dir().join("examples/sample.c"),
+        &bin,
+        false,
+    );
+    let mut cmd = Command::new(&bin);
+    cmd.args(["2", "1"]);
+    let out = run(cmd, 7, "sample built as C++");
+    assert!(
+        out.contains("OK: 32 registers written and read back, 0 mismatches"),
+        "{out}"
+    );
 }

@@ -10,16 +10,21 @@
 //! `scripts/debug-kernel`.
 //!
 //! `debug-kernel`: builds the debug kernel if needed and prints where it is.
+//!
+//! `vm-bench`: the pathways benchmark in one guest kernel; writes
+//! `docs/pathways.md` and its chart (see [`vm_bench`]).
 
 mod cargo;
 mod init_script;
 mod initramfs;
 mod kernels;
 mod modules;
+mod pathways_doc;
 mod payload;
 mod prereq;
 mod qemu;
 mod report;
+mod vm_bench;
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -114,8 +119,9 @@ fn main() -> ExitCode {
                 true
             })
         }
+        Some("vm-bench") => vm_bench::parse(args).and_then(|o| vm_bench::run(&o)),
         Some("-h" | "--help") => {
-            println!("{USAGE}");
+            println!("{USAGE}\n\n{}", vm_bench::USAGE);
             Ok(true)
         }
         other => Err(anyhow::anyhow!(
@@ -267,7 +273,7 @@ fn run_kernel(
     } else {
         qemu::MEMORY_CHECKS
     };
-    let run = qemu::boot(
+    let run = qemu::boot_with(
         &kernel.image,
         &initrd,
         append,

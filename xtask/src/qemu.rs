@@ -24,19 +24,21 @@ pub struct Run {
 pub const MEMORY_CHECKS: &str =
     "slub_debug=FZPU init_on_free=1 page_poison=1 kfence.sample_interval=1";
 
-/// Boots `kernel` with `initrd`, 1 GiB, 2 CPUs, serial console on stdio and
-/// the extra kernel arguments `append`, and waits for qemu to exit (the
-/// guest powers off) for at most `timeout`; kills it then. The console is
-/// also written to `log`.
-pub fn boot(
+/// Boots `kernel` with `initrd`, 1 GiB, 2 CPUs, serial console on stdio,
+/// with `extra` appended to the kernel command line (e.g. [`MEMORY_CHECKS`],
+/// or `clocksource=tsc tsc=reliable` for benchmarks), and waits for qemu to
+/// exit (the guest powers off) for at most `timeout`; kills it then. The
+/// console is also written to `log`.
+pub fn boot_with(
     kernel: &Path,
     initrd: &Path,
-    append: &str,
+    extra: &str,
     timeout: Duration,
     verbose: bool,
     log: &Path,
 ) -> Result<Run> {
     let started = Instant::now();
+    let append = format!("console=ttyS0 panic=-1 quiet {extra}");
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2"])
         .args(["-nographic", "-no-reboot"])
@@ -45,7 +47,7 @@ pub fn boot(
         .arg("-initrd")
         .arg(initrd)
         .arg("-append")
-        .arg(format!("console=ttyS0 panic=-1 quiet {append}"))
+        .arg(append.trim_end())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -20,15 +20,16 @@
  * - isc_register(): 0, -EINVAL (NULL ops), -ENOMEM, -EPERM (the UID is
  *   registered already; never replaced). isc_unregister(): 0, -EINVAL
  *   (UID not registered here), -EDEADLK (two got()s unregistering each
- *   other's UIDs; nothing changed).
+ *   other's UIDs; nothing changed). Both return -EDEADLK, doing nothing,
+ *   when called from bound() or unbind().
  * - isc_post(): 0, -EINVAL (longer than the user's message size), -EAGAIN
  *   (ring full; no warning), -ENOTCONN (not bound), -EIO (the user
  *   corrupted the ring). Any context, never sleeps.
  * - isc_get() returns the handle (the original returned nothing).
  *
  * Not bridged: bound() and unbind() run with the registry lock held, so
- * they must not call isc_register() or isc_unregister() (got() may); a
- * driver cannot be removed while a callback runs; exports are GPL-only.
+ * they cannot register or unregister (got() may); a driver cannot be
+ * removed while a callback runs; exports are GPL-only.
  */
 #ifndef _ISC_H_
 #define _ISC_H_

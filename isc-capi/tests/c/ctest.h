@@ -69,6 +69,9 @@ static inline void sleep_ms(unsigned int ms)
 	nanosleep(&ts, NULL);
 }
 
+/* Longest wait for something that must happen (only a hang reaches it). */
+#define WAIT_S 30.0
+
 static inline double now_s(void)
 {
 	struct timespec ts;
@@ -76,10 +79,10 @@ static inline double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Waits up to 10 s for an int to reach a value. */
+/* Waits up to WAIT_S seconds for a condition. */
 #define WAIT_FOR(cond)                                                 \
 	do {                                                           \
-		double end_ = now_s() + 10.0;                          \
+		double end_ = now_s() + WAIT_S;                          \
 		while (!(cond) && now_s() < end_)                      \
 			sleep_ms(1);                                   \
 		CHECK(cond);                                           \
@@ -92,7 +95,7 @@ static inline double now_s(void)
 static inline int open_again(uint32_t uid, struct isc_attr *s, struct isc_attr *r,
 			     struct isc_handle **isc)
 {
-	double end = now_s() + 10.0;
+	double end = now_s() + WAIT_S;
 	int rc;
 
 	while ((rc = open_isc(uid, s, r, isc)) < 0 && errno == EBUSY && now_s() < end)
@@ -155,7 +158,7 @@ static inline uint32_t drv_post(uint32_t uid, uint32_t count, uint32_t len)
  * in the ring. */
 static inline void drv_post_all(uint32_t uid, uint32_t count, uint32_t len)
 {
-	double end = now_s() + 10.0;
+	double end = now_s() + WAIT_S;
 	uint32_t done = 0;
 
 	while (done < count) {

@@ -37,7 +37,7 @@ int main(void)
 	fflush(stdout);
 	CHECK(fgets(line, sizeof(line), stdin) != NULL);
 
-	double end = now_s() + 10.0;
+	double end = now_s() + WAIT_S;
 	int rc;
 	for (;;) {
 		errno = 0;

@@ -106,7 +106,7 @@ static void errors(void)
 	CHECK_ERR(isc->send(isc, &f.call, 20, &result), ENOTCONN);
 	CHECK(result == 42 && f.call.payload[0] == 0x10);
 	drv_register(UID);
-	double end = now_s() + 10.0;
+	double end = now_s() + WAIT_S;
 	int rc;
 	while ((rc = isc->send(isc, &f.call, 20, &result)) < 0 && errno == ENOTCONN &&
 	       now_s() < end)
