@@ -441,27 +441,35 @@ fn kernel_log_outcome(lines: &[String]) -> Outcome {
     )
 }
 
-/// kmemleak's report after the tests: present, and without a leak.
+/// kmemleak's reports (after the tests, after unloading): present, and
+/// without a leak.
 fn kmemleak_outcome(lines: &[String]) -> Outcome {
-    let begin = lines
-        .iter()
-        .position(|l| l.contains("@@ISC-KMEMLEAK-BEGIN"));
-    let end = lines.iter().position(|l| l.contains("@@ISC-KMEMLEAK-END"));
-    let Some(report) = begin
-        .zip(end)
-        .filter(|(b, e)| b < e)
-        .map(|(b, e)| &lines[b + 1..e])
-    else {
+    let mut reports = 0;
+    let mut leaks = 0;
+    let mut detail = Vec::new();
+    let mut inside: Option<String> = None;
+    for l in lines {
+        if let Some(rest) = l.split("@@ISC-KMEMLEAK-BEGIN").nth(1) {
+            inside = Some(rest.trim().to_string());
+            reports += 1;
+        } else if l.contains("@@ISC-KMEMLEAK-END") {
+            inside = None;
+        } else if let Some(when) = &inside {
+            if l.contains(KMEMLEAK_FLAG) {
+                leaks += 1;
+                detail.push(format!("{when}:"));
+            }
+            if leaks > 0 && detail.len() < 40 {
+                detail.push(format!("| {l}"));
+            }
+        }
+    }
+    if reports == 0 {
         return Outcome::check("kmemleak clean", false, vec!["no kmemleak report".into()]);
-    };
-    let leaks = report.iter().filter(|l| l.contains(KMEMLEAK_FLAG)).count();
-    let detail = if leaks == 0 {
-        Vec::new()
-    } else {
-        let mut d = vec![format!("{leaks} unreferenced object(s)")];
-        d.extend(report.iter().take(30).map(|l| format!("| {l}")));
-        d
-    };
+    }
+    if leaks > 0 {
+        detail.insert(0, format!("{leaks} unreferenced object(s)"));
+    }
     Outcome::check("kmemleak clean", leaks == 0, detail)
 }
 
