@@ -213,6 +213,12 @@ impl Inner {
         let backoff = Backoff::new();
         loop {
             if !lead.held && quick() {
+                // Relaxed: only a hint to look under the lock.
+                if self.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(t) = lock(&self.tx).as_mut() {
+                        t.ensure_leader();
+                    }
+                }
                 return Ok(None);
             }
             let mut g = if !lead.held && !backoff.is_completed() {
@@ -241,6 +247,8 @@ impl Inner {
                         continue;
                     }
                     lead.resign(t);
+                } else if self.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
+                    t.ensure_leader();
                 }
                 return Ok(Some(g));
             }
