@@ -204,7 +204,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    fn new(uid: Uid, mut bound: Bound, timeout: Duration) -> Self {
+    pub(crate) fn new(uid: Uid, mut bound: Bound, timeout: Duration) -> Self {
         let k2u_msz = bound.k2u.view().msz();
         let undelivered = Arc::new(AtomicU64::new(0));
         Self {
@@ -466,6 +466,19 @@ impl ChannelHandle {
     /// gets [`Error::NotBound`].
     pub fn call_batch(&self, requests: &[&[u8]]) -> Result<Vec<BatchReply>> {
         self.0.call_batch_with(requests, self.0.timeout)
+    }
+
+    /// Like [`call_batch`](Self::call_batch), writing request `i`'s reply
+    /// into `replies[i]` (truncated to its length) and allocating nothing
+    /// per request: results are `Ok(Reply)` as from [`call`](Self::call),
+    /// or that request's error, with the same partial-failure rules.
+    /// `replies` must have at least one buffer per request.
+    pub fn call_batch_into(
+        &self,
+        requests: &[&[u8]],
+        replies: &mut [&mut [u8]],
+    ) -> Result<Vec<Result<Reply>>> {
+        self.0.call_batch_into(requests, replies, self.0.timeout)
     }
 
     /// Queues a one-way message without blocking: [`Error::Full`] if the

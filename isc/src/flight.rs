@@ -338,10 +338,22 @@ impl Tx {
     /// not yet published.
     pub fn push(&mut self, msg: &[u8], what: Slot) -> Result<u32> {
         self.drain()?;
+        // Room is counted from what was drained, not from the ring's tail:
+        // the consumer may release more between the drain and the push, and
+        // reusing a slot whose completion was not drained would lose it.
+        if self.head.wrapping_sub(self.drained) > self.mask {
+            return Err(crate::Error::Full);
+        }
         let seq = self.view.view().push(msg, slot_flags::KIND_MSG)?;
         self.slots[(seq & self.mask) as usize] = what;
         self.head = seq.wrapping_add(1);
         Ok(seq)
+    }
+
+    /// Slots free for pushing, counted from what was drained (see
+    /// [`Tx::push`]).
+    pub fn room(&self) -> u32 {
+        (self.mask + 1).saturating_sub(self.head.wrapping_sub(self.drained))
     }
 
     /// The newest pushed sequence number (meaningful once something was

@@ -175,8 +175,16 @@ pub const ENTRIES: &[Entry] = &[
     // and removed by the test), memory accounting, mmap flags, access per UID.
     Entry::c_static("driver/tests/hazard.c", Kind::CTest)
         .args(&["/lib/isc/isc_hazard.ko", "/lib/isc/isc_testdrv.ko"]),
+    // The pathways benchmark module: every echo pathway and notification
+    // pathway checked (replies, result codes, event order), nothing measured.
+    Entry::example("isc-benches", "pathways", Kind::CTest)
+        .release()
+        .args(&["--check"]),
     // Calls per second with one KICK per 32 calls against one per call.
     Entry::example("isc-transport-dev", "kick_batch", Kind::Bench).release(),
+    // Calls per second through the facade (sequential, call_batch, 32 async
+    // calls in flight) against the raw endpoint's one KICK per call.
+    Entry::example("isc", "call_rates", Kind::Bench).release(),
 ];
 
 /// A program copied into the guest.

@@ -8,7 +8,7 @@
 //! lines. The results are saved as `docs/pathways.json` and rendered into
 //! `docs/pathways.md` and `docs/pathways.svg` by [`crate::pathways_doc`].
 
-use crate::init_script::MODULE_DIR;
+use crate::init_script::{MODULE_DIR, MODULE_PARAMS, NOT_LOADED};
 use crate::modules::{self, file_name, Modules};
 use crate::pathways_doc::{self, Results};
 use crate::payload::{GuestProgram, Kind};
@@ -287,9 +287,23 @@ echo "@@ISC-BOOT $(uname -r)"
     );
     for ko in &mods.kos {
         let name = file_name(ko);
+        // The same modules and parameters as vm-test's guest.
+        if NOT_LOADED.contains(&name.as_str()) {
+            continue;
+        }
+        let params: Vec<&str> = MODULE_PARAMS
+            .iter()
+            .filter(|(m, _)| *m == name)
+            .map(|(_, p)| *p)
+            .collect();
+        let params = if params.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", params.join(" "))
+        };
         let _ = writeln!(
             s,
-            "insmod {MODULE_DIR}/{name} || echo \"@@ISC-BENCH-ERROR insmod {name} failed\""
+            "insmod {MODULE_DIR}/{name}{params} || echo \"@@ISC-BENCH-ERROR insmod {name} failed\""
         );
     }
     let _ = writeln!(
@@ -463,7 +477,12 @@ mod tests {
     #[test]
     fn init_runs_the_runner_between_markers() {
         let mods = Modules {
-            kos: vec!["/b/src/isc.ko".into(), "/b/p/isc_pathways.ko".into()],
+            kos: vec![
+                "/b/src/isc.ko".into(),
+                "/b/h/isc_hazard.ko".into(),
+                "/b/p/isc_pathways.ko".into(),
+                "/b/t/isc_testdrv.ko".into(),
+            ],
             problem: None,
         };
         let p = GuestProgram {
@@ -476,6 +495,9 @@ mod tests {
         let s = render_init(&mods, &p, Duration::from_secs(300));
         let pos = |n: &str| s.find(n).unwrap_or_else(|| panic!("{n} in\n{s}"));
         assert!(pos("insmod /lib/isc/isc.ko") < pos("insmod /lib/isc/isc_pathways.ko"));
+        // vm-test's module parameters and exclusions apply here too.
+        assert!(pos("insmod /lib/isc/isc_testdrv.ko enable=1") > 0);
+        assert!(!s.contains("isc_hazard.ko"));
         assert!(pos("@@ISC-BEGIN pathways") < pos("timeout 270 /opt/isc/pathways --quick"));
         assert!(pos("@@ISC-END pathways $?") < pos("dmesg"));
         assert!(s.ends_with("poweroff -f\n"));
