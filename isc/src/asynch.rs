@@ -88,7 +88,12 @@ pub struct CallFuture {
     yielded: bool,
     timeout: Duration,
     unlimited: bool,
+    /// The timeout's timer, started the first time the call has to wait
+    /// (not at a yield that lets other calls join a KICK): a call that
+    /// completes without waiting reads no clock.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The last `Pending` was a wait (for the reply or for room).
+    waiting: bool,
     finished: bool,
 }
 
@@ -105,6 +110,7 @@ impl CallFuture {
             timeout,
             unlimited: timeout == Duration::MAX,
             sleep: None,
+            waiting: false,
             finished: false,
         }
     }
@@ -159,6 +165,12 @@ impl CallFuture {
         let inner = Arc::clone(&self.inner);
         loop {
             if self.seq.is_some() && !self.leader && self.record.is_done() {
+                // Relaxed: only a hint to look under the lock.
+                if inner.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(t) = lock(&inner.tx).as_mut() {
+                        t.ensure_leader();
+                    }
+                }
                 return Poll::Ready(self.finish());
             }
             let mut guard = lock(&inner.tx);
@@ -203,6 +215,7 @@ impl CallFuture {
             // Not done (or no room yet): lead, or wait for the leader.
             if t.leader && !self.leader {
                 self.register(t, Waiter::Task(cx.waker().clone()));
+                self.waiting = true;
                 return Poll::Pending;
             }
             if inner.kick_always {
@@ -252,6 +265,7 @@ impl CallFuture {
                     if let Some(t) = lock(&inner.tx).as_mut() {
                         self.register(t, Waiter::Task(cx.waker().clone()));
                     }
+                    self.waiting = true;
                     return Poll::Pending;
                 }
             }
@@ -277,28 +291,42 @@ impl Future for CallFuture {
         if this.finished {
             return Poll::Ready(Err(Error::Closed));
         }
-        if this.sleep.is_none() && !this.unlimited {
-            // Started on the first poll; a deadline past the clock's range
-            // is no deadline.
-            match tokio::time::Instant::now().checked_add(this.timeout) {
-                Some(at) => this.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
-                None => this.unlimited = true,
+        if let Some(sleep) = this.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() && !this.record.is_done() {
+                return Poll::Ready(this.timed_out());
             }
         }
-        if let Some(sleep) = this.sleep.as_mut() {
-            let timeout = this.timeout;
-            if sleep.as_mut().poll(cx).is_ready() && !this.record.is_done() {
+        this.waiting = false;
+        let r = this.poll_call(cx);
+        match r {
+            Poll::Ready(Err(_)) => {
                 this.release();
                 this.finished = true;
-                return Poll::Ready(Err(Error::Timeout(timeout)));
             }
-        }
-        let r = this.poll_call(cx);
-        if let Poll::Ready(Err(_)) = r {
-            this.release();
-            this.finished = true;
+            Poll::Pending if this.waiting && this.sleep.is_none() && !this.unlimited => {
+                // A deadline past the clock's range is no deadline.
+                match tokio::time::Instant::now().checked_add(this.timeout) {
+                    Some(at) => {
+                        let mut sleep = Box::pin(tokio::time::sleep_until(at));
+                        if sleep.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(this.timed_out());
+                        }
+                        this.sleep = Some(sleep);
+                    }
+                    None => this.unlimited = true,
+                }
+            }
+            _ => {}
         }
         r
+    }
+}
+
+impl CallFuture {
+    fn timed_out(&mut self) -> Result<(i32, Vec<u8>)> {
+        self.release();
+        self.finished = true;
+        Err(Error::Timeout(self.timeout))
     }
 }
 

@@ -165,6 +165,26 @@ impl Inner {
         }
     }
 
+    /// Publishes under the lock the caller holds, releases it, and rings or
+    /// kicks as [`Inner::publish_locked`] decided (a new device leader
+    /// kicks at once).
+    fn publish_and_ring(
+        &self,
+        mut guard: MutexGuard<'_, Option<Tx>>,
+        lead: &mut Lead<'_>,
+    ) -> Result<()> {
+        let t = guard.as_mut().ok_or(Error::Closed)?;
+        let after = self.publish_locked(t, lead);
+        if self.kick_always && lead.held {
+            // Everything published so far is covered by this kick.
+            t.kick_pending = false;
+            drop(guard);
+            return self.kick();
+        }
+        drop(guard);
+        self.after_publish(after)
+    }
+
     fn after_publish(&self, what: AfterPublish) -> Result<()> {
         match what {
             AfterPublish::Nothing => Ok(()),
@@ -193,6 +213,12 @@ impl Inner {
         let backoff = Backoff::new();
         loop {
             if !lead.held && quick() {
+                // Relaxed: only a hint to look under the lock.
+                if self.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(t) = lock(&self.tx).as_mut() {
+                        t.ensure_leader();
+                    }
+                }
                 return Ok(None);
             }
             let mut g = if !lead.held && !backoff.is_completed() {
@@ -221,6 +247,8 @@ impl Inner {
                         continue;
                     }
                     lead.resign(t);
+                } else if self.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
+                    t.ensure_leader();
                 }
                 return Ok(Some(g));
             }
@@ -294,7 +322,7 @@ impl Inner {
                     lead,
                     clock,
                     || false,
-                    |t| Ok(t.producer().free_slots()? > 0),
+                    |t| Ok(t.room() > 0),
                     |t, w| t.wait_space(w),
                 )?
                 .ok_or(Error::Closed)?;
@@ -316,17 +344,14 @@ impl Inner {
         let mut clock = Deadline::new(timeout);
         let mut lead = Lead::new(self);
         let target = || Slot::Call(Target::Local(NonNull::from(&record)));
-        let (mut guard, seq) =
+        let (guard, seq) =
             self.push_waiting(lock(&self.tx), &mut lead, &mut clock, request, target)?;
         let registration = Registration {
             inner: self,
             seq,
             record: &record,
         };
-        let t = guard.as_mut().ok_or(Error::Closed)?;
-        let after = self.publish_locked(t, &mut lead);
-        drop(guard);
-        self.after_publish(after)?;
+        self.publish_and_ring(guard, &mut lead)?;
         let guard = self.wait_for(
             &mut lead,
             &mut clock,
@@ -362,7 +387,7 @@ impl Inner {
         if !blocking {
             let t = guard.as_mut().ok_or(Error::Closed)?;
             t.drain()?;
-            if (t.producer().free_slots()? as usize) < msgs.len() {
+            if (t.room() as usize) < msgs.len() {
                 return Err(Error::Full);
             }
         }
@@ -371,20 +396,11 @@ impl Inner {
                 .push_waiting(guard, &mut lead, &mut clock, m, || Slot::Send)?
                 .0;
         }
-        let t = guard.as_mut().ok_or(Error::Closed)?;
-        let after = self.publish_locked(t, &mut lead);
-        drop(guard);
-        self.after_publish(after)?;
+        self.publish_and_ring(guard, &mut lead)?;
         if lead.held {
-            // Device, no kick running: kick once, for everything published.
-            let mut kicked = false;
-            let g = self.wait_for(
-                &mut lead,
-                &mut clock,
-                || false,
-                |_| Ok(std::mem::replace(&mut kicked, true)),
-                |_, _| {},
-            )?;
+            // Device: our kick ran; drain, and kick again for anything
+            // published meanwhile that nobody else will kick for.
+            let g = self.wait_for(&mut lead, &mut clock, || false, |_| Ok(true), |_, _| {})?;
             drop(g);
         }
         Ok(())
@@ -396,6 +412,56 @@ impl Inner {
         requests: &[&[u8]],
         timeout: Duration,
     ) -> Result<Vec<crate::BatchReply>> {
+        let msz = (self.u2k_msz as usize).max(1);
+        let mut buf = vec![0u8; requests.len() * msz];
+        let dests = buf
+            .chunks_mut(msz)
+            .map(|c| Dest::Borrowed {
+                ptr: c.as_mut_ptr(),
+                cap: c.len(),
+            })
+            .collect();
+        let results = self.batch(requests, dests, timeout)?;
+        Ok(results
+            .into_iter()
+            .zip(buf.chunks(msz))
+            .map(|(r, b)| r.map(|r| (r.rc, b[..r.len].to_vec())))
+            .collect())
+    }
+
+    /// Many calls at once into the caller's buffers (see
+    /// `ChannelHandle::call_batch_into`).
+    pub(crate) fn call_batch_into(
+        &self,
+        requests: &[&[u8]],
+        replies: &mut [&mut [u8]],
+        timeout: Duration,
+    ) -> Result<Vec<Result<crate::Reply>>> {
+        if replies.len() < requests.len() {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "fewer reply buffers than requests",
+            )));
+        }
+        let dests = replies
+            .iter_mut()
+            .take(requests.len())
+            .map(|r| Dest::Borrowed {
+                ptr: r.as_mut_ptr(),
+                cap: r.len(),
+            })
+            .collect();
+        self.batch(requests, dests, timeout)
+    }
+
+    /// The batch engine: request `i`'s reply goes to `dests[i]`, which
+    /// stays valid (and untouched by the caller) for the whole call.
+    fn batch(
+        &self,
+        requests: &[&[u8]],
+        dests: Vec<Dest>,
+        timeout: Duration,
+    ) -> Result<Vec<Result<crate::Reply>>> {
         for r in requests {
             self.check_len(r.len())?;
         }
@@ -403,11 +469,8 @@ impl Inner {
             return Err(Error::Closed);
         }
         let n = requests.len();
-        let msz = self.u2k_msz as usize;
         // Never resized: the slot table points at these records.
-        let records: Vec<Record> = (0..n)
-            .map(|_| Record::new(Dest::Owned(Vec::with_capacity(msz))))
-            .collect();
+        let records: Vec<Record> = dests.into_iter().map(Record::new).collect();
         let mut registrations = Vec::with_capacity(n);
         let mut clock = Deadline::new(timeout);
         let mut lead = Lead::new(self);
@@ -438,14 +501,12 @@ impl Inner {
                     }
                 }
             }
-            let after = if pushed {
-                self.publish_locked(t, &mut lead)
+            if pushed {
+                if let Err(e) = self.publish_and_ring(guard, &mut lead) {
+                    error.get_or_insert(e);
+                }
             } else {
-                AfterPublish::Nothing
-            };
-            drop(guard);
-            if let Err(e) = self.after_publish(after) {
-                error.get_or_insert(e);
+                drop(guard);
             }
             if error.is_some() {
                 break error;
@@ -462,7 +523,7 @@ impl Inner {
                     &mut lead,
                     &mut clock,
                     || rec.is_done(),
-                    |t| Ok(rec.is_done() || (next < n && t.producer().free_slots()? > 0)),
+                    |t| Ok(rec.is_done() || (next < n && t.room() > 0)),
                     // SAFETY: under the ring lock, the record registered
                     // and not done.
                     |_, w| unsafe { rec.set_waiter(Some(w)) },
@@ -473,7 +534,7 @@ impl Inner {
                     &mut lead,
                     &mut clock,
                     || false,
-                    |t| Ok(t.producer().free_slots()? > 0),
+                    |t| Ok(t.room() > 0),
                     |t, w| t.wait_space(w),
                 )
             };
@@ -483,22 +544,11 @@ impl Inner {
         };
         drop(lead);
         drop(registrations);
-        let fail = |f: &Option<Error>| f.as_ref().map_or(Error::Timeout(timeout), again);
         Ok(records
             .iter()
             .map(|r| match r.take() {
-                None => Err(fail(&failure)),
-                Some(o) if o.not_delivered => Err(Error::NotBound),
-                Some(Outcome {
-                    rc,
-                    len,
-                    dest: Dest::Owned(mut v),
-                    ..
-                }) => {
-                    v.truncate(len);
-                    Ok((rc, v))
-                }
-                Some(o) => Ok((o.rc, Vec::new())),
+                None => Err(failure.as_ref().map_or(Error::Timeout(timeout), again)),
+                Some(o) => outcome(Some(o)),
             })
             .collect())
     }
@@ -550,5 +600,136 @@ fn again(e: &Error) -> Error {
             None => std::io::Error::new(io.kind(), io.to_string()),
         }),
         other => Error::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+/// The facade's own cost per call, measured natively against the raw ring
+/// with a transport whose kick drains the ring inline (as the device's
+/// KICK does). `cargo test -p isc --release --lib overhead -- --ignored --nocapture`
+#[cfg(all(test, not(isc_loom)))]
+mod overhead {
+    use crate::channel::{ChannelHandle, Inner};
+    use crate::link::{Bound, Link, View};
+    use isc_ring::{Consumer, Producer, RingConfig};
+    use std::os::fd::{AsFd, BorrowedFd};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    #[repr(C, align(4096))]
+    struct Page([u8; 8192]);
+
+    struct Own<T>(T, #[allow(dead_code)] Arc<Mutex<Box<Page>>>);
+    impl<T: Send> View<T> for Own<T> {
+        fn view(&mut self) -> &mut T {
+            &mut self.0
+        }
+    }
+
+    /// Kick drains `u2k` inline, completing each message with rc 0.
+    struct Inline(Mutex<Consumer>, std::fs::File);
+    static KICKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    impl Link for Inline {
+        fn kick_always(&self) -> bool {
+            true
+        }
+        fn kick(&self) -> crate::Result<()> {
+            KICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut c = self.0.lock().unwrap();
+            while let Some(m) = c.peek().unwrap() {
+                m.complete_rc(0);
+            }
+            let _ = c.release();
+            Ok(())
+        }
+        fn wait_posts(&self, _: Duration) -> crate::Result<()> {
+            Ok(())
+        }
+        fn wait_completion(&self, _: Duration) -> crate::Result<()> {
+            Ok(())
+        }
+        fn is_alive(&self) -> bool {
+            true
+        }
+        fn clear_posts(&self) {}
+        fn posts_fd(&self) -> BorrowedFd<'_> {
+            self.1.as_fd()
+        }
+        fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
+            None
+        }
+        fn clear_completion(&self) {}
+    }
+
+    fn ring() -> (Producer, Consumer, Arc<Mutex<Box<Page>>>) {
+        let mut page = Box::new(Page([0; 8192]));
+        RingConfig::new(16, 32).unwrap().init(&mut page.0).unwrap();
+        let ptr = std::ptr::NonNull::new(page.0.as_mut_ptr()).unwrap();
+        // SAFETY: the page is kept alive by the Arc the views hold.
+        let (p, c) = unsafe {
+            (
+                Producer::new(ptr, 8192).unwrap(),
+                Consumer::new(ptr, 8192).unwrap(),
+            )
+        };
+        (p, c, Arc::new(Mutex::new(page)))
+    }
+
+    #[test]
+    #[ignore]
+    fn overhead() {
+        const N: usize = 1_000_000;
+        let (p, c, keep) = ring();
+        let (_kp, kc, keep2) = ring();
+        let link = Inline(Mutex::new(c), std::fs::File::open("/dev/null").unwrap());
+        let bound = Bound {
+            u2k: Box::new(Own(p, keep.clone())),
+            k2u: Box::new(Own(kc, keep2.clone())),
+            bound: true,
+            link: Box::new(link),
+        };
+        let ch = ChannelHandle(Arc::new(Inner::new(
+            crate::Uid::new(1),
+            bound,
+            Duration::from_secs(5),
+        )));
+        let mut reply = [0u8; 16];
+        let t = Instant::now();
+        for _ in 0..N {
+            ch.call(b"0123456789ab", &mut reply).unwrap();
+        }
+        let facade = t.elapsed();
+        let (mut p, c, _keep) = ring();
+        let link = Inline(Mutex::new(c), std::fs::File::open("/dev/null").unwrap());
+        let t = Instant::now();
+        for _ in 0..N {
+            p.push(b"0123456789ab", 0).unwrap();
+            let _ = p.publish();
+            link.kick().unwrap();
+            let c = p.completion().unwrap().unwrap();
+            assert_eq!(c.rc(), 0);
+        }
+        let raw = t.elapsed();
+        let reqs = [&b"0123456789ab"[..]; 32];
+        let k0 = KICKS.load(std::sync::atomic::Ordering::Relaxed);
+        let t = Instant::now();
+        let mut bufs = [[0u8; 16]; 32];
+        for _ in 0..N / 32 {
+            let mut replies: [&mut [u8]; 32] = {
+                let mut it = bufs.iter_mut();
+                std::array::from_fn(|_| &mut it.next().unwrap()[..])
+            };
+            ch.call_batch_into(&reqs, &mut replies).unwrap();
+        }
+        let batch = t.elapsed();
+        println!(
+            "kicks per batch: {}",
+            (KICKS.load(std::sync::atomic::Ordering::Relaxed) - k0) as f64 / (N / 32) as f64
+        );
+        println!(
+            "per call: facade {:?}, raw {:?}, batch {:?}",
+            facade / N as u32,
+            raw / N as u32,
+            batch / N as u32
+        );
     }
 }

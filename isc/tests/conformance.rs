@@ -764,6 +764,22 @@ fn call_batch_returns_every_reply_in_order() {
     }
     // A short message: rc is its length, the reply the message itself.
     assert_eq!(got[50].as_ref().unwrap(), &(3, b"abc".to_vec()));
+    // Into the caller's buffers, truncated to each buffer's length.
+    let mut bufs = vec![[0u8; 64]; 20];
+    let mut short = [0u8; 10];
+    let mut replies: Vec<&mut [u8]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+    replies.push(&mut short);
+    let into_reqs: Vec<&[u8]> = refs[..20].iter().copied().chain([&reqs[21][..]]).collect();
+    let results = ch.call_batch_into(&into_reqs, &mut replies).unwrap();
+    assert_eq!(results.len(), 21);
+    for (i, r) in results[..20].iter().enumerate() {
+        let r = r.as_ref().unwrap();
+        assert_eq!(r.rc, i as i32);
+        assert_eq!(&bufs[i][..r.len], &echo_reply(&reqs[i])[..]);
+    }
+    assert_eq!(results[20].as_ref().unwrap().len, 10);
+    assert_eq!(&short[..], &echo_reply(&reqs[21])[..10]);
+    assert!(ch.call_batch_into(&into_reqs, &mut []).is_err());
     assert!(ch.call_batch(&[]).unwrap().is_empty());
     // An oversized request fails the batch before anything is sent.
     let big = [0u8; 65];

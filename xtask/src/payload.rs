@@ -232,12 +232,20 @@ pub const ENTRIES: &[Entry] = &[
     // and removed by the test), memory accounting, mmap flags, access per UID.
     Entry::c_static("driver/tests/hazard.c", Kind::CTest)
         .args(&["/lib/isc/isc_hazard.ko", "/lib/isc/isc_testdrv.ko"]),
+    // The pathways benchmark module: every echo pathway and notification
+    // pathway checked (replies, result codes, event order), nothing measured.
+    Entry::example("isc-benches", "pathways", Kind::CTest)
+        .release()
+        .args(&["--check"]),
     // Random sequences of open, BIND, mmap, munmap, KICK, poll, close, fork,
     // kill and scribbles from several processes at once, against the sample
     // and test drivers; a new seed each run (printed, with the op rate).
     Entry::c_static(KFUZZ, Kind::CTest).args(&["-n", "20000", "-p", "4"]),
     // Calls per second with one KICK per 32 calls against one per call.
     Entry::example("isc-transport-dev", "kick_batch", Kind::Bench).release(),
+    // Calls per second through the facade (sequential, call_batch, 32 async
+    // calls in flight) against the raw endpoint's one KICK per call.
+    Entry::example("isc", "call_rates", Kind::Bench).release(),
 ];
 
 /// A program copied into the guest.

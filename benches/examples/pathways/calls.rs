@@ -283,32 +283,67 @@ impl Echo for IscRaw {
     }
 }
 
-/// ISC through the facade users embed: `ChannelHandle::call`.
+/// ISC through the facade users embed: `call` (one at a time) or
+/// `call_batch` of `batch` requests. Both pathways share one channel.
 pub struct IscFacade {
-    ch: Channel,
+    ch: Rc<Channel>,
+    batch: usize,
+    reqs: Vec<Vec<u8>>,
 }
 
 impl IscFacade {
     /// Opens the second echo channel on the device (the first may be bound
-    /// by [`IscRaw`] at the same time).
-    pub fn open(size: usize) -> Result<Self> {
+    /// by [`IscRaw`] at the same time), with room for [`BATCH`] calls.
+    pub fn open(size: usize) -> Result<Rc<Channel>> {
         let ch = Channel::builder(Uid(pw::UID_ECHO2))
-            .u2k(size as u32, 8)
+            .u2k(size as u32, BATCH as u32)
             .k2u(16, 2)
             .transport(Transport::device())
             .open()
             .map_err(|e| err(format!("ISC facade open: {e}")))?;
-        Ok(Self { ch })
+        Ok(Rc::new(ch))
+    }
+
+    /// Calls on `ch`, `batch` at a time (1: `call`, else `call_batch`).
+    pub fn new(ch: &Rc<Channel>, batch: usize) -> Self {
+        Self {
+            ch: Rc::clone(ch),
+            batch,
+            reqs: Vec::new(),
+        }
     }
 }
 
 impl Echo for IscFacade {
+    fn batch(&self) -> usize {
+        self.batch
+    }
+
     fn op(&mut self, req: &[u8], reply: &mut [u8]) -> Result<()> {
-        let r = self
+        if self.batch == 1 {
+            let r = self
+                .ch
+                .call(req, &mut reply[..req.len()])
+                .map_err(|e| err(format!("ISC facade call: {e}")))?;
+            return check("ISC facade", r.rc, r.len, req.len());
+        }
+        if self.reqs.len() != self.batch || self.reqs[0] != req {
+            self.reqs = vec![req.to_vec(); self.batch];
+        }
+        let reqs: Vec<&[u8]> = self.reqs.iter().map(Vec::as_slice).collect();
+        let replies = self
             .ch
-            .call(req, &mut reply[..req.len()])
-            .map_err(|e| err(format!("ISC facade call: {e}")))?;
-        check("ISC facade", r.rc, r.len, req.len())
+            .call_batch(&reqs)
+            .map_err(|e| err(format!("ISC facade call_batch: {e}")))?;
+        if replies.len() != self.batch {
+            return Err(err(format!("call_batch gave {} replies", replies.len())));
+        }
+        for r in replies {
+            let (rc, bytes) = r.map_err(|e| err(format!("ISC facade call_batch: {e}")))?;
+            check("ISC facade batch", rc, bytes.len(), req.len())?;
+            reply[..req.len()].copy_from_slice(&bytes);
+        }
+        Ok(())
     }
 }
 
@@ -334,12 +369,19 @@ pub const PATHWAYS: &[(&str, &str, usize, &str)] = &[
     ("isc", "ISC, one call per KICK", pw::MAX_MSG, ""),
     ("isc_batch", "ISC, 32 calls per KICK", pw::MAX_MSG, ""),
     ("isc_facade", "ISC facade call()", pw::MAX_MSG, ""),
+    (
+        "isc_facade_batch",
+        "ISC facade call_batch() of 32",
+        pw::MAX_MSG,
+        "",
+    ),
 ];
 
 /// Opens every pathway that carries `size`-byte messages, in table order:
 /// (index in [`PATHWAYS`], pathway).
 pub fn open_all(size: usize) -> Result<Vec<(usize, Box<dyn Echo>)>> {
     let mut isc_ep = None;
+    let mut facade = None;
     let mut out: Vec<(usize, Box<dyn Echo>)> = Vec::new();
     for (i, &(key, _, max, _)) in PATHWAYS.iter().enumerate() {
         if size > max {
@@ -352,6 +394,16 @@ pub fn open_all(size: usize) -> Result<Vec<(usize, Box<dyn Echo>)>> {
                 }
                 let ep = isc_ep.as_ref().ok_or_else(|| err("ISC endpoint"))?;
                 Box::new(IscRaw::new(ep, if key == "isc" { 1 } else { BATCH }))
+            }
+            "isc_facade" | "isc_facade_batch" => {
+                if facade.is_none() {
+                    facade = Some(IscFacade::open(size)?);
+                }
+                let ch = facade.as_ref().ok_or_else(|| err("ISC facade channel"))?;
+                Box::new(IscFacade::new(
+                    ch,
+                    if key == "isc_facade" { 1 } else { BATCH },
+                ))
             }
             _ => open(key, size)?,
         };
@@ -371,7 +423,8 @@ pub fn open(key: &str, size: usize) -> Result<Box<dyn Echo>> {
         "netlink" => Box::new(Netlink::open()?),
         "isc" => Box::new(IscRaw::new(&IscRaw::bind(size)?, 1)),
         "isc_batch" => Box::new(IscRaw::new(&IscRaw::bind(size)?, BATCH)),
-        "isc_facade" => Box::new(IscFacade::open(size)?),
+        "isc_facade" => Box::new(IscFacade::new(&IscFacade::open(size)?, 1)),
+        "isc_facade_batch" => Box::new(IscFacade::new(&IscFacade::open(size)?, BATCH)),
         other => return Err(err(format!("unknown pathway {other}"))),
     })
 }

@@ -537,7 +537,11 @@ fn measure(plan: &Plan) -> Result<()> {
     }
     for (i, &(key, label, max, why)) in calls::PATHWAYS.iter().enumerate() {
         for (si, size) in SIZES.iter().enumerate() {
-            let batch = if key == "isc_batch" { calls::BATCH } else { 1 };
+            let batch = if key.ends_with("_batch") {
+                calls::BATCH
+            } else {
+                1
+            };
             if *size > max {
                 emit_line(&json!({
                     "kind": "call", "pathway": key, "label": label, "size": size,
