@@ -439,6 +439,12 @@ static void __exit hz_exit(void)
 	list_for_each_entry_safe(d, tmp, &hz_drvs, node) {
 		pr_info("exit: uid %08x bound %u unbind %u violations %u\n", d->uid, d->n_bound,
 			d->n_unbind, d->n_violations);
+		/*
+		 * A leaked registration never gets its unbind(): drop the handle
+		 * reference bound() took, or the channel's memory leaks with it
+		 * (kmemleak on the debug kernel reports it).
+		 */
+		isc_put(d->h);
 		list_del(&d->node);
 		kfree(d);
 	}

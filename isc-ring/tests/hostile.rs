@@ -566,8 +566,9 @@ impl Sticky {
 }
 
 /// Runs `steps` on both sides of the ring in `a`, checking after every step
-/// that only `Corrupt` errors appear and that they stick.
-fn exercise(a: &Arena, steps: &[Step]) -> Result<(), TestCaseError> {
+/// that only `Corrupt` errors appear and that they stick. Returns whether
+/// both sides attached (and so the steps ran).
+fn exercise(a: &Arena, steps: &[Step]) -> Result<bool, TestCaseError> {
     let (mut tx, mut rx) = match (a.producer(), a.consumer()) {
         (Ok(tx), Ok(rx)) => (tx, rx),
         (p, c) => {
@@ -576,7 +577,7 @@ fn exercise(a: &Arena, steps: &[Step]) -> Result<(), TestCaseError> {
                     prop_assert!(matches!(e, RingError::Corrupt(_)), "attach: {:?}", e);
                 }
             }
-            return Ok(());
+            return Ok(false);
         }
     };
     let (mut ps, mut cs) = (Sticky::default(), Sticky::default());
@@ -733,7 +734,7 @@ fn exercise(a: &Arena, steps: &[Step]) -> Result<(), TestCaseError> {
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn geometry() -> impl Strategy<Value = RingConfig> {
@@ -750,29 +751,122 @@ fn cases() -> u32 {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+/// A region for [`random_region_never_escapes`]: a valid ring header of a
+/// random geometry with everything after the 64-byte info random, and
+/// sometimes one info word, the indices or the length broken too.
+#[derive(Debug, Clone)]
+struct RandomRegion {
+    cfg: RingConfig,
+    len: usize,
+    rest: Vec<u8>,
+    /// Tail, and head's distance from it (modulo slot_count + 1).
+    tail: u32,
+    ahead: u32,
+    /// `Some((word, value))`: info word `word % 16` becomes `value`.
+    info: Option<(u8, u32)>,
+    /// Leave the random bytes in head and tail.
+    wild_indices: bool,
+}
 
-    /// Entirely random bytes of random length (including shorter than a
-    /// header): attaching fails with a corruption or succeeds, never panics,
-    /// and nothing outside the region changes.
-    #[test]
-    fn random_region_never_escapes(
-        len in prop_oneof![0usize..=300, 0usize..=REGION],
-        bytes in prop::collection::vec(any::<u8>(), 0..=REGION),
-        steps in prop::collection::vec(step(), 0..40),
-    ) {
-        let a = Arena::new(len, &bytes);
-        for r in [a.producer().map(|_| ()), a.consumer().map(|_| ())] {
-            if let Err(e) = r {
-                prop_assert!(matches!(e, RingError::Corrupt(_)), "attach: {:?}", e);
+fn random_region() -> impl Strategy<Value = RandomRegion> {
+    (
+        geometry(),
+        prop_oneof![6 => 0usize..=256, 1 => Just(usize::MAX)],
+        prop::collection::vec(any::<u8>(), 0..=REGION),
+        any::<u32>(),
+        any::<u32>(),
+        prop::option::weighted(0.2, (any::<u8>(), any::<u32>())),
+        prop::bool::weighted(0.1),
+    )
+        .prop_map(|(cfg, extra, rest, tail, ahead, info, wild_indices)| {
+            let ring = cfg.ring_bytes() as usize;
+            // usize::MAX: a region cut short, anywhere from empty to a byte
+            // less than the ring.
+            let len = if extra == usize::MAX {
+                tail as usize % ring
+            } else {
+                (ring + extra).min(REGION)
+            };
+            RandomRegion {
+                cfg,
+                len,
+                rest,
+                tail,
+                ahead,
+                info,
+                wild_indices,
+            }
+        })
+}
+
+impl RandomRegion {
+    fn arena(&self) -> Arena {
+        let a = Arena::ring(
+            self.cfg,
+            self.len.max(self.cfg.ring_bytes() as usize).min(REGION),
+            0,
+        );
+        let mut image = vec![0u8; a.len];
+        for (off, w) in image.chunks_exact_mut(4).enumerate() {
+            w.copy_from_slice(&a.peek_word(off * 4).to_ne_bytes());
+        }
+        for (i, b) in self.rest.iter().enumerate() {
+            if let Some(slot) = image.get_mut(64 + i) {
+                *slot = *b;
             }
         }
-        if len >= 4 {
-            exercise(&a, &steps)?;
+        if !self.wild_indices {
+            let head = self
+                .tail
+                .wrapping_add(self.ahead % (self.cfg.slot_count() + 1));
+            image[HEAD_OFFSET..HEAD_OFFSET + 4].copy_from_slice(&head.to_ne_bytes());
+            image[TAIL_OFFSET..TAIL_OFFSET + 4].copy_from_slice(&self.tail.to_ne_bytes());
+        }
+        if let Some((word, value)) = self.info {
+            let off = usize::from(word % 16) * 4;
+            image[off..off + 4].copy_from_slice(&value.to_ne_bytes());
+        }
+        Arena::new(self.len, &image)
+    }
+}
+
+/// A valid header over random bytes (and now and then a broken info word,
+/// wild indices or a short region): attaching fails with a corruption or
+/// succeeds, and then a random mix of scribbles and operations never
+/// panics and never writes outside the region. Most cases get past attach,
+/// which is counted: entirely random bytes never would.
+#[test]
+fn random_region_never_escapes() {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: cases(),
+        ..ProptestConfig::default()
+    });
+    let attached = std::cell::Cell::new(0u32);
+    let strategy = (random_region(), prop::collection::vec(step(), 0..80));
+    let result = runner.run(&strategy, |(region, steps)| {
+        let a = region.arena();
+        if exercise(&a, &steps)? {
+            attached.set(attached.get() + 1);
         }
         prop_assert!(a.guards_intact());
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
+    // About 60% of the regions have an intact info, length and indices
+    // (measured: 154 of 256); a third is far from chance. Miri's handful of
+    // cases is too few to judge.
+    assert!(
+        cases() < 64 || attached.get() * 3 >= cases(),
+        "only {} of {} random regions got past attach",
+        attached.get(),
+        cases()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// A valid header over random indices and slots, then a random mix of
     /// scribbles and operations on both sides.

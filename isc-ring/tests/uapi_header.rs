@@ -169,9 +169,10 @@ fn c_header_matches_rust_abi() {
     )
     .expect("write probe");
     let probe_out = dir.join("probe");
+    // Without a C compiler the header cannot be checked: that is a failure,
+    // not a pass (the workspace's tests and the VM tests need one anyway).
     let Some(out) = cc(&[probe.as_os_str(), "-o".as_ref(), probe_out.as_os_str()]) else {
-        eprintln!("SKIPPED: no C compiler (`cc`) on PATH; the uapi header was not checked");
-        return;
+        panic!("no C compiler (`cc`) on PATH: the uapi header cannot be checked");
     };
     let mut includes = vec![format!("-I{}", uapi.display())];
     if !out.status.success() {

@@ -498,8 +498,13 @@ fn scribbling_user_loses_only_its_own_channel() {
         assert_eq!(&buf[..r.len], b"ereh llits");
         good_drv.handle().unwrap().post(b"ping").unwrap();
         expect_post(&mut good, b"ping");
-        // The broken endpoint reports errors, never panics.
-        let _ = evil.call(b"z", &mut buf, Some(Duration::from_millis(50)));
+        // The broken endpoint reports its end (or its own broken ring),
+        // never a reply, a timeout or a panic.
+        let r = evil.call(b"z", &mut buf, Some(Duration::from_millis(50)));
+        assert!(
+            matches!(r, Err(SimError::Closed) | Err(SimError::Corrupt(_))),
+            "{how:?}: {r:?}"
+        );
         host.unregister(u).unwrap();
     }
 }

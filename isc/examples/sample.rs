@@ -116,9 +116,12 @@ fn start_sim_driver() -> (Transport, impl Drop) {
     (Transport::sim(&host), Running(stop, Some(timer)))
 }
 
-/// Prints irq notifications.
+/// Prints irq notifications and checks their status counter only grows
+/// (gaps are notifications a full ring dropped).
 struct IrqPrinter {
     count: AtomicU32,
+    last_status: AtomicU32,
+    out_of_order: AtomicU32,
 }
 
 impl Listener for IrqPrinter {
@@ -134,6 +137,10 @@ impl Listener for IrqPrinter {
         match isc::decode::<SampleMsg>(msg) {
             Ok(m) if m.id == IRQ => {
                 self.count.fetch_add(1, Ordering::Relaxed);
+                // Listener callbacks run one at a time on the dispatcher.
+                if self.last_status.swap(m.b, Ordering::Relaxed) >= m.b {
+                    self.out_of_order.fetch_add(1, Ordering::Relaxed);
+                }
                 println!("irq {} status {}", m.a, m.b);
                 0
             }
@@ -185,6 +192,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .open()?;
     let irqs = Arc::new(IrqPrinter {
         count: AtomicU32::new(0),
+        last_status: AtomicU32::new(0),
+        out_of_order: AtomicU32::new(0),
     });
     channel.add_listener(irqs.clone())?;
 
@@ -219,17 +228,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             eprintln!("register {reg}: wrote {value:#010x}, read {got:#010x}");
         }
     }
-    // Give the irq timer time to fire a few times.
-    let deadline = Instant::now() + Duration::from_secs(2);
+    // Give the irq timer time to fire a few times (it fires every 100 ms;
+    // the limit only guards against a timer that never fires).
+    let deadline = Instant::now() + Duration::from_secs(10);
     while irqs.count.load(Ordering::Relaxed) < 5 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     channel.close();
+    let notified = irqs.count.load(Ordering::Relaxed);
+    let out_of_order = irqs.out_of_order.load(Ordering::Relaxed);
+    let ok = mismatches == 0 && notified > 0 && out_of_order == 0;
 
     latencies.sort();
     println!(
         "{}: {} calls ({} registers written and read back, {} mismatches), round trip p50 {:.1} us p99 {:.1} us, {} irq notifications",
-        if mismatches == 0 { "OK" } else { "FAILED" },
+        if ok { "OK" } else { "FAILED" },
         latencies.len(),
         values.len(),
         mismatches,
@@ -239,6 +252,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     if mismatches != 0 {
         return Err("register values did not read back".into());
+    }
+    if notified == 0 {
+        return Err("no irq notification arrived".into());
+    }
+    if out_of_order != 0 {
+        return Err(format!("{out_of_order} irq notifications out of order").into());
     }
     Ok(())
 }

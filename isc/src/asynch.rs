@@ -165,6 +165,12 @@ impl CallFuture {
         let inner = Arc::clone(&self.inner);
         loop {
             if self.seq.is_some() && !self.leader && self.record.is_done() {
+                // Relaxed: only a hint to look under the lock.
+                if inner.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(t) = lock(&inner.tx).as_mut() {
+                        t.ensure_leader();
+                    }
+                }
                 return Poll::Ready(self.finish());
             }
             let mut guard = lock(&inner.tx);

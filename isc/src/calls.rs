@@ -213,6 +213,12 @@ impl Inner {
         let backoff = Backoff::new();
         loop {
             if !lead.held && quick() {
+                // Relaxed: only a hint to look under the lock.
+                if self.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(t) = lock(&self.tx).as_mut() {
+                        t.ensure_leader();
+                    }
+                }
                 return Ok(None);
             }
             let mut g = if !lead.held && !backoff.is_completed() {
@@ -241,6 +247,8 @@ impl Inner {
                         continue;
                     }
                     lead.resign(t);
+                } else if self.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
+                    t.ensure_leader();
                 }
                 return Ok(Some(g));
             }
@@ -370,6 +378,9 @@ impl Inner {
         for m in msgs {
             self.check_len(m.len())?;
         }
+        // A dead transport would never read the messages: Closed, as for
+        // calls, rather than Ok into a ring nobody drains.
+        self.check_open()?;
         let mut clock = Deadline::new(timeout);
         let mut lead = Lead::new(self);
         let mut guard = lock(&self.tx);

@@ -103,7 +103,8 @@ impl ChannelBuilder {
 /// An open channel to the driver bound to a UID.
 ///
 /// `Channel` owns the binding: dropping it (or [`Channel::close`]) stops the
-/// dispatcher, unbinds and unmaps. Everything else is on [`ChannelHandle`],
+/// dispatcher, unbinds and unmaps; see [`Channel::close`] for how long that
+/// may wait. Everything else is on [`ChannelHandle`],
 /// which `Channel` dereferences to and which can be cloned and shared with
 /// other threads and with listeners.
 #[derive(Debug)]
@@ -130,6 +131,13 @@ impl Channel {
 
     /// Stops the dispatcher, unbinds and unmaps. Blocked operations on
     /// handles return [`Error::Closed`] within a fraction of a second.
+    ///
+    /// Closing (or dropping) blocks while a listener callback is running:
+    /// the dispatcher thread is joined once the callback returns, however
+    /// long it takes. From inside a listener it does not wait (the
+    /// dispatcher exits after the callback). On the simulated transport it
+    /// also waits, at most 2 s, until the host has unbound the driver (as
+    /// closing the device does), so the UID can be opened again at once.
     pub fn close(self) {
         // Drop does the work.
     }
@@ -191,6 +199,8 @@ pub(crate) struct Inner {
     pub listeners: Listeners,
     dispatcher: Mutex<Option<(JoinHandle<()>, ThreadId)>>,
     undelivered: Arc<AtomicU64>,
+    /// See `Tx::ensure_leader`.
+    pub leaderless: Arc<AtomicBool>,
     pub listener_panics: AtomicU64,
     /// The completion doorbell as registered with a tokio runtime.
     #[cfg(feature = "tokio")]
@@ -207,13 +217,19 @@ impl Inner {
     pub(crate) fn new(uid: Uid, mut bound: Bound, timeout: Duration) -> Self {
         let k2u_msz = bound.k2u.view().msz();
         let undelivered = Arc::new(AtomicU64::new(0));
+        let leaderless = Arc::new(AtomicBool::new(false));
         Self {
             uid,
             u2k_msz: bound.u2k.view().msz(),
             k2u_msz,
             timeout,
             kick_always: bound.link.kick_always(),
-            tx: Mutex::new(Some(Tx::new(bound.u2k, Arc::clone(&undelivered)))),
+            tx: Mutex::new(Some(Tx::new(
+                bound.u2k,
+                Arc::clone(&undelivered),
+                Arc::clone(&leaderless),
+            ))),
+            leaderless,
             rx: Mutex::new(Some(Rx {
                 consumer: bound.k2u,
                 buf: vec![0; k2u_msz as usize],

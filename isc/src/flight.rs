@@ -305,10 +305,17 @@ pub(crate) struct Tx {
     /// Threads and tasks waiting for room in the ring.
     space: Vec<Waiter>,
     undelivered: Arc<AtomicU64>,
+    /// Set when a leader stepped down and woke a successor, which may not
+    /// take over (see [`Tx::ensure_leader`]); read without the lock.
+    leaderless: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Tx {
-    pub fn new(mut view: Box<dyn View<Producer>>, undelivered: Arc<AtomicU64>) -> Self {
+    pub fn new(
+        mut view: Box<dyn View<Producer>>,
+        undelivered: Arc<AtomicU64>,
+        leaderless: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         let n = view.view().slot_count();
         // The next sequence number is the ring's head: a reservation tells
         // it (dropped uncommitted, it leaves the ring unchanged).
@@ -326,6 +333,7 @@ impl Tx {
             kick_pending: false,
             space: Vec::new(),
             undelivered,
+            leaderless,
         }
     }
 
@@ -428,17 +436,40 @@ impl Tx {
     /// caller that is not parked checks for a leader before it parks).
     pub fn resign(&mut self) {
         self.leader = false;
+        if self.wake_one() {
+            // The one woken may find its call done and return without
+            // leading; whoever sees this flag next makes sure someone leads.
+            self.leaderless.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Wakes one parked caller (one waiting for a reply first, else one
+    /// waiting for room); false if nobody is parked.
+    fn wake_one(&mut self) -> bool {
         for i in 0..self.in_flight() {
             if let Slot::Call(t) = &self.slots[self.flight_index(i)] {
                 // SAFETY: we hold the ring lock.
                 if let Some(w) = unsafe { t.record().take_waiter() } {
                     w.wake();
-                    return;
+                    return true;
                 }
             }
         }
-        if let Some(w) = self.space.pop() {
-            w.wake();
+        match self.space.pop() {
+            Some(w) => {
+                w.wake();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// After a leader stepped down: if nobody leads yet, wakes another
+    /// parked caller to take over.
+    pub fn ensure_leader(&mut self) {
+        self.leaderless.store(false, Ordering::Relaxed);
+        if !self.leader && self.wake_one() {
+            self.leaderless.store(true, Ordering::Relaxed);
         }
     }
 

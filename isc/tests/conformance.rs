@@ -323,7 +323,12 @@ fn listeners_can_add_and_remove_listeners_while_dispatching() {
     });
     // With no listeners left, the pull API gets the rest, in order.
     let mut rest = Vec::new();
+    let deadline = Instant::now() + WAIT;
     while rest.len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the rest of the posts did not arrive: {rest:?}"
+        );
         match ch.recv(WAIT) {
             Ok(Event::Message(m)) => {
                 rest.push(u32::from_le_bytes(m.bytes()[..4].try_into().unwrap()))
@@ -396,11 +401,60 @@ fn many_threads_call_at_once() {
 #[test]
 fn driver_unregisters_while_calls_are_in_flight() {
     let uid = Uid::fourcc(*b"cf11");
+    // A round proves a call was in the driver when it unregistered: a slow
+    // call started before the unregister and completed after it began, with
+    // its reply. A round where the unregister came first (the caller was
+    // scheduled late) is retried.
+    let mut proven = false;
+    for round in 0..5 {
+        proven = unregister_round(uid, round);
+        if proven {
+            break;
+        }
+    }
+    assert!(proven, "no call was in flight when the driver unregistered");
+}
+
+/// One round of [`driver_unregisters_while_calls_are_in_flight`]: four
+/// callers of short calls and one slow call while the driver unregisters.
+/// Returns whether the slow call was in the driver across the unregister.
+fn unregister_round(uid: Uid, round: u32) -> bool {
     ctl().register(uid).unwrap();
-    let ch = open(uid).unwrap();
+    // The previous round's channel may still be unbinding.
+    let deadline = Instant::now() + WAIT;
+    let ch = loop {
+        match open(uid) {
+            Err(Error::Busy(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            other => break other.unwrap(),
+        }
+    };
     expect_event(&ch, Event::Bound);
     let finished = AtomicUsize::new(0);
-    std::thread::scope(|s| {
+    // 0: before the unregister, 1: it has begun.
+    let phase = AtomicUsize::new(0);
+    let slow_started = AtomicUsize::new(0);
+    let proven = std::thread::scope(|s| {
+        let slow = {
+            let h = ch.handle();
+            let (phase, slow_started) = (&phase, &slow_started);
+            s.spawn(move || {
+                let req = echo_request(77, 1000, format!("slow {round}").as_bytes());
+                let before = phase.load(Ordering::SeqCst);
+                slow_started.store(1, Ordering::SeqCst);
+                let r = h.call_vec(&req);
+                let after = phase.load(Ordering::SeqCst);
+                match r {
+                    Ok((rc, reply)) => {
+                        assert_eq!((rc, reply), (77, echo_reply(&req)));
+                        before == 0 && after == 1
+                    }
+                    Err(Error::NotBound) => false,
+                    Err(e) => panic!("slow call failed with {e}"),
+                }
+            })
+        };
         for t in 0..4 {
             let h = ch.handle();
             let finished = &finished;
@@ -419,8 +473,15 @@ fn driver_unregisters_while_calls_are_in_flight() {
                 finished.fetch_add(1, Ordering::Relaxed);
             });
         }
-        std::thread::sleep(Duration::from_millis(50));
+        wait_until("the slow call to start", || {
+            slow_started.load(Ordering::SeqCst) == 1
+        });
+        // The slow call sleeps in the driver for a second: unregister in
+        // the middle of it.
+        std::thread::sleep(Duration::from_millis(200));
+        phase.store(1, Ordering::SeqCst);
         ctl().unregister(uid).unwrap();
+        slow.join().unwrap()
     });
     assert_eq!(finished.load(Ordering::Relaxed), 4);
     assert!(matches!(
@@ -428,6 +489,7 @@ fn driver_unregisters_while_calls_are_in_flight() {
         Err(Error::NotBound)
     ));
     expect_event(&ch, Event::Unbound);
+    proven
 }
 
 #[test]
@@ -492,19 +554,45 @@ fn a_bound_uid_cannot_be_opened_twice() {
 
 #[test]
 fn bad_parameters_are_refused_with_clear_errors() {
+    use isc_ring::abi::{MAX_MSZ, MAX_RING_BYTES, MAX_SLOTS};
+    use isc_ring::{BindError, ConfigError};
     let uid = Uid::fourcc(*b"cf15");
-    for (u2k_msz, u2k_num, k2u_msz, k2u_num) in [
-        (0, 8, 64, 8),
-        (64, 0, 64, 8),
-        (64, 8, 0, 8),
-        (64, 8, 64, 0),
-        (64 * 1024 + 1, 8, 64, 8),
-        (64, 64 * 1024 + 1, 64, 8),
-        (64 * 1024, 64 * 1024, 64, 8),
-        (u32::MAX, u32::MAX, u32::MAX, u32::MAX),
+    let ring = |ring, error| BindError::Ring { ring, error };
+    let msz = |msz| ConfigError::BadMsz { msz, max: MAX_MSZ };
+    let num = |num| ConfigError::BadNum {
+        num,
+        max: MAX_SLOTS,
+    };
+    let too_big = ConfigError::TooBig {
+        max: MAX_RING_BYTES,
+    };
+    for ((u2k_msz, u2k_num, k2u_msz, k2u_num), want) in [
+        ((0, 8, 64, 8), ring("u2k", msz(0))),
+        ((64, 0, 64, 8), ring("u2k", num(0))),
+        ((64, 8, 0, 8), ring("k2u", msz(0))),
+        ((64, 8, 64, 0), ring("k2u", num(0))),
+        ((64 * 1024 + 1, 8, 64, 8), ring("u2k", msz(64 * 1024 + 1))),
+        ((64, 64 * 1024 + 1, 64, 8), ring("u2k", num(64 * 1024 + 1))),
+        ((64 * 1024, 64 * 1024, 64, 8), ring("u2k", too_big)),
+        ((64, 8, 64 * 1024, 64 * 1024), ring("k2u", too_big)),
+        (
+            (u32::MAX, u32::MAX, u32::MAX, u32::MAX),
+            ring("u2k", msz(u32::MAX)),
+        ),
     ] {
         match open_with(uid, u2k_msz, u2k_num, k2u_msz, k2u_num) {
-            Err(Error::InvalidConfig(e)) => assert!(!e.to_string().is_empty()),
+            Err(Error::InvalidConfig(e)) => {
+                assert_eq!(e, want, "({u2k_msz}, {u2k_num}, {k2u_msz}, {k2u_num})");
+                // The message names the ring and the limit.
+                let text = e.to_string();
+                assert!(
+                    text.starts_with(match want {
+                        BindError::Ring { ring, .. } => ring,
+                        _ => unreachable!(),
+                    }),
+                    "{text}"
+                );
+            }
             other => panic!("({u2k_msz}, {u2k_num}, {k2u_msz}, {k2u_num}): {other:?}"),
         }
     }
@@ -571,11 +659,17 @@ fn the_channel_fd_signals_posts() {
         Some(Event::Message(m)) => assert_eq!(m.bytes(), &posted(0, 8)[..]),
         other => panic!("unexpected {other:?}"),
     }
-    let events: Vec<_> = {
-        ctl().post(uid, 3, 8).unwrap();
-        ch.events().take(3).map(|e| e.unwrap()).collect()
+    let events: Vec<Vec<u8>> = {
+        assert_eq!(ctl().post(uid, 3, 8).unwrap().posted, 3);
+        ch.events()
+            .take(3)
+            .map(|e| match e.unwrap() {
+                Event::Message(m) => m.bytes().to_vec(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
     };
-    assert_eq!(events.len(), 3);
+    assert_eq!(events, [posted(0, 8), posted(1, 8), posted(2, 8)]);
     ctl().unregister(uid).unwrap();
 }
 

@@ -39,7 +39,8 @@ impl Metadata {
         Self::from_json(&v)
     }
 
-    fn from_json(v: &Value) -> Result<Self> {
+    /// Parses the JSON of `cargo metadata --format-version 1`.
+    pub fn from_json(v: &Value) -> Result<Self> {
         let target_dir = v["target_directory"]
             .as_str()
             .context("cargo metadata has no target_directory")?

@@ -1,5 +1,6 @@
 //! The guest's `/init`: a busybox shell script that loads the modules, runs
-//! every program between markers, dumps the kernel log and powers off.
+//! every program between markers, dumps the kernel log (and, on the debug
+//! kernel, kmemleak's report) and powers off.
 //!
 //! Every line the host parses starts with `@@ISC-` (see [`crate::report`]).
 
@@ -32,8 +33,10 @@ fn module_name(ko: &str) -> &str {
 }
 
 /// Renders `/init`. Each program may run for at most half of `timeout`, so a
-/// hung one still leaves time for the kernel log.
-pub fn render(mods: &Modules, programs: &[GuestProgram], timeout: Duration) -> String {
+/// hung one still leaves time for the kernel log. With `debug` (the debug
+/// kernel) it also checks that KASAN, lockdep and kmemleak are active, and
+/// scans for leaks after the modules are unloaded.
+pub fn render(mods: &Modules, programs: &[GuestProgram], timeout: Duration, debug: bool) -> String {
     let limit = (timeout.as_secs() / 2).max(10);
     let kos: Vec<String> = mods.kos.iter().map(|k| file_name(k)).collect();
     let sample = kos
@@ -59,7 +62,8 @@ mount -t tmpfs tmpfs /tmp
         "export ISC_DEVICE_TESTS=1 ISC_TRANSPORT=dev ISC_SAMPLE_KO={} RUST_BACKTRACE=1",
         quote(&sample)
     );
-    let _ = writeln!(s, "LIMIT={limit}");
+    // Programs may read their limit (the fuzzer's watchdog stays below it).
+    let _ = writeln!(s, "LIMIT={limit}; export ISC_TIME_LIMIT=$LIMIT");
     s.push_str(
         r#"check() { n=$1; shift; if "$@"; then echo "@@ISC-CHECK $n pass"; else echo "@@ISC-CHECK $n fail"; fi; }
 run() {
@@ -71,9 +75,12 @@ run() {
     if [ "$rc" -eq 0 ]; then echo "@@ISC-RESULT $n pass"; else echo "@@ISC-RESULT $n fail"; fi
 }
 echo "@@ISC-BOOT $(uname -r)"
-echo "isc vm-test: loading modules" > /dev/kmsg
 "#,
     );
+    if debug {
+        s.push_str(DEBUG_START);
+    }
+    s.push_str("echo \"isc vm-test: loading modules\" > /dev/kmsg\n");
     let loaded: Vec<&String> = kos
         .iter()
         .filter(|k| !NOT_LOADED.contains(&k.as_str()))
@@ -102,22 +109,67 @@ echo "isc vm-test: loading modules" > /dev/kmsg
             cmd.push(' ');
             cmd.push_str(&quote(a));
         }
+        for (i, c) in p.before.iter().enumerate() {
+            let _ = writeln!(s, "check {}:before{} sh -c {}", p.name, i + 1, quote(c));
+        }
         let _ = writeln!(s, "run {} {cmd}", p.name);
+        for (i, c) in p.after.iter().enumerate() {
+            let _ = writeln!(s, "check {}:after{} sh -c {}", p.name, i + 1, quote(c));
+        }
+    }
+    if debug {
+        s.push_str(DEBUG_BEFORE_UNLOAD);
     }
     for ko in loaded.iter().rev() {
         let m = module_name(ko);
         let _ = writeln!(s, "check rmmod:{m} rmmod {m}");
+    }
+    if debug {
+        s.push_str(DEBUG_END);
     }
     s.push_str(
         r#"echo "@@ISC-DMESG-BEGIN"
 dmesg
 echo "@@ISC-DMESG-END"
 echo "@@ISC-DONE"
-poweroff -f
+sync
+reboot -f
 "#,
     );
     s
 }
+
+/// Debug kernel, before the modules load: its checkers are on, and what
+/// kmemleak suspects from boot is set aside so only later leaks count.
+const DEBUG_START: &str = r#"check debug:kasan sh -c 'dmesg | grep -q "KernelAddressSanitizer initialized"'
+check debug:lockdep test -e /proc/lockdep
+KMEMLEAK=/sys/kernel/debug/kmemleak
+check debug:kmemleak test -w $KMEMLEAK
+echo scan > $KMEMLEAK; echo clear > $KMEMLEAK
+"#;
+
+/// Debug kernel, after the tests and before the modules are unloaded: a
+/// kmemleak scan whose backtraces still name the modules' functions; what it
+/// found is then set aside so the second scan shows only new leaks.
+/// kmemleak only reports objects older than 5 s, and wants two scans.
+const DEBUG_BEFORE_UNLOAD: &str = r#"sleep 6
+echo scan > $KMEMLEAK; echo scan > $KMEMLEAK
+echo "@@ISC-KMEMLEAK-BEGIN after the tests"
+cat $KMEMLEAK
+echo "@@ISC-KMEMLEAK-END"
+echo clear > $KMEMLEAK
+"#;
+
+/// Debug kernel, after the modules are unloaded: lockdep still validating
+/// (a first report switches it off), then a kmemleak scan for what the
+/// unloading leaked.
+const DEBUG_END: &str = r#"check debug:lockdep-still-on grep -q "debug_locks: *1" /proc/lockdep_stats
+sleep 6
+echo scan > $KMEMLEAK; echo scan > $KMEMLEAK
+echo "@@ISC-KMEMLEAK-BEGIN after unloading"
+cat $KMEMLEAK
+echo "@@ISC-KMEMLEAK-END"
+"#;
 
 #[cfg(test)]
 mod tests {
@@ -130,6 +182,8 @@ mod tests {
             guest_path: format!("/opt/isc/{}", name.replace('/', "_")),
             kind,
             args: args.iter().map(|a| a.to_string()).collect(),
+            before: Vec::new(),
+            after: Vec::new(),
         }
     }
 
@@ -151,6 +205,7 @@ mod tests {
                 prog("hostile", Kind::CTest, &[]),
             ],
             Duration::from_secs(240),
+            false,
         );
         let pos = |needle: &str| s.find(needle).unwrap_or_else(|| panic!("{needle} in\n{s}"));
         assert!(
@@ -167,8 +222,11 @@ mod tests {
         );
         assert!(pos("rmmod isc_sample") < pos("rmmod isc\n"));
         assert!(pos("rmmod isc\n") < pos("dmesg"));
-        assert!(s.ends_with("poweroff -f\n"));
+        // qemu runs with -no-reboot: a reboot ends it on any kernel (the
+        // debug kernel has no ACPI to power off with).
+        assert!(s.ends_with("reboot -f\n"));
         assert!(s.contains("LIMIT=120"));
+        assert!(!s.contains("KMEMLEAK"));
     }
 
     #[test]
@@ -178,8 +236,48 @@ mod tests {
 
     #[test]
     fn no_module_no_insmod() {
-        let s = render(&Modules::default(), &[], Duration::from_secs(10));
+        let s = render(&Modules::default(), &[], Duration::from_secs(10), false);
         assert!(!s.contains("insmod "));
         assert!(s.contains("LIMIT=10"));
+    }
+
+    #[test]
+    fn steps_around_a_program() {
+        let mut p = prog("fast", Kind::CTest, &[]);
+        p.before = vec![
+            "rmmod isc_sample".into(),
+            "insmod /lib/isc/isc_sample.ko period_ms=1".into(),
+        ];
+        p.after = vec!["rmmod isc_sample".into()];
+        let s = render(&Modules::default(), &[p], Duration::from_secs(60), false);
+        let pos = |needle: &str| s.find(needle).unwrap_or_else(|| panic!("{needle} in\n{s}"));
+        assert!(
+            pos("check fast:before1 sh -c 'rmmod isc_sample'")
+                < pos("check fast:before2 sh -c 'insmod /lib/isc/isc_sample.ko period_ms=1'")
+        );
+        assert!(pos("fast:before2") < pos("run fast "));
+        assert!(pos("run fast ") < pos("check fast:after1 sh -c 'rmmod isc_sample'"));
+    }
+
+    #[test]
+    fn the_debug_kernel_scans_for_leaks_after_unloading() {
+        let mods = Modules {
+            kos: vec!["/b/isc.ko".into()],
+            problem: None,
+        };
+        let s = render(
+            &mods,
+            &[prog("t", Kind::CTest, &[])],
+            Duration::from_secs(60),
+            true,
+        );
+        let pos = |needle: &str| s.find(needle).unwrap_or_else(|| panic!("{needle} in\n{s}"));
+        assert!(pos("check debug:kasan") < pos("insmod "));
+        assert!(pos("echo clear > $KMEMLEAK") < pos("insmod "));
+        assert!(pos("rmmod isc\n") < pos("check debug:lockdep-still-on"));
+        assert!(pos("@@ISC-KMEMLEAK-BEGIN after the tests") < pos("rmmod isc\n"));
+        assert!(pos("rmmod isc\n") < pos("@@ISC-KMEMLEAK-BEGIN after unloading"));
+        assert!(s.matches("@@ISC-KMEMLEAK-END").count() == 2);
+        assert!(s.rfind("@@ISC-KMEMLEAK-END").unwrap() < pos("@@ISC-DMESG-BEGIN"));
     }
 }

@@ -1,7 +1,11 @@
-//! The Debian cloud kernels installed on the host: an image in `/boot` and
-//! the matching headers in `/usr/src`.
+//! The kernels `vm-test` boots: the Debian cloud kernels installed on the
+//! host (an image in `/boot`, the matching headers in `/usr/src`), and the
+//! debug kernel that `scripts/debug-kernel` builds once per machine from
+//! Debian's 6.12 source with KASAN, UBSAN, lockdep and kmemleak.
 
+use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 /// The kernel series `vm-test` runs, oldest first.
 pub const SERIES: &[&str] = &["6.1", "6.12"];
@@ -15,8 +19,73 @@ pub struct Kernel {
     pub release: String,
     /// `/boot/vmlinuz-<release>`.
     pub image: PathBuf,
-    /// `/usr/src/linux-headers-<release>`.
+    /// `/usr/src/linux-headers-<release>` (the build tree for the debug
+    /// kernel).
     pub headers: PathBuf,
+    /// The debug kernel: its checkers are verified and kmemleak is scanned.
+    pub debug: bool,
+}
+
+/// The series name of the debug kernel in reports.
+pub const DEBUG_SERIES: &str = "debug";
+
+/// How to get the debug kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebugBuild {
+    /// Build it if the cache is cold (a long build).
+    IfNeeded,
+    /// Only use a kernel already in the cache; an error otherwise.
+    CachedOnly,
+}
+
+/// The debug kernel, built by `scripts/debug-kernel` in `root` (its
+/// progress goes to stderr) or taken from the machine's cache.
+pub fn debug_kernel(root: &Path, how: DebugBuild) -> Result<Kernel> {
+    let script = root.join("scripts/debug-kernel");
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script);
+    if how == DebugBuild::CachedOnly {
+        cmd.arg("--cached");
+    }
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}){}",
+            script.display(),
+            out.status,
+            if how == DebugBuild::CachedOnly {
+                "; the debug kernel is not built on this machine yet: run scripts/debug-kernel"
+            } else {
+                ""
+            }
+        );
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    debug_kernel_in(&dir)
+}
+
+/// The debug kernel in a cache directory (`bzImage`, `build/`).
+fn debug_kernel_in(dir: &Path) -> Result<Kernel> {
+    let image = dir.join("bzImage");
+    let headers = dir.join("build");
+    let release_file = headers.join("include/config/kernel.release");
+    let release = std::fs::read_to_string(&release_file)
+        .with_context(|| format!("reading {}", release_file.display()))?
+        .trim()
+        .to_string();
+    if !image.is_file() || !headers.join("Makefile").is_file() {
+        bail!("{} holds no bzImage and build tree", dir.display());
+    }
+    Ok(Kernel {
+        series: DEBUG_SERIES.to_string(),
+        release,
+        image,
+        headers,
+        debug: true,
+    })
 }
 
 /// For each wanted series (all of [`SERIES`] if `only` is empty), the newest
@@ -60,6 +129,7 @@ fn kernel(series: &str, release: &str, boot: &Path, src: &Path) -> Option<Kernel
         release: release.to_string(),
         image,
         headers,
+        debug: false,
     })
 }
 
@@ -118,6 +188,26 @@ mod tests {
         let k = kernel("6.1", "6.1.0-1-cloud-amd64", &boot, &src).unwrap();
         assert_eq!(k.image, boot.join("vmlinuz-6.1.0-1-cloud-amd64"));
         assert!(kernel("6.12", "6.12.1-cloud-amd64", &boot, &src).is_none());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn debug_kernel_from_its_cache_directory() {
+        let tmp = std::env::temp_dir().join(format!("xtask-debug-kernel-{}", std::process::id()));
+        let build = tmp.join("build");
+        std::fs::create_dir_all(build.join("include/config")).unwrap();
+        assert!(debug_kernel_in(&tmp).is_err());
+        std::fs::write(build.join("include/config/kernel.release"), "6.12.57\n").unwrap();
+        std::fs::write(build.join("Makefile"), b"").unwrap();
+        // No image yet: not usable.
+        assert!(debug_kernel_in(&tmp).is_err());
+        std::fs::write(tmp.join("bzImage"), b"x").unwrap();
+        let k = debug_kernel_in(&tmp).unwrap();
+        assert_eq!(
+            (k.series.as_str(), k.release.as_str(), k.debug),
+            ("debug", "6.12.57", true)
+        );
+        assert_eq!((k.image, k.headers), (tmp.join("bzImage"), build));
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

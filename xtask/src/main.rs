@@ -5,7 +5,11 @@
 //! host, packs them with busybox into an initramfs, boots each kernel under
 //! qemu (TCG), loads the module and runs the tests in the guest, then
 //! reports per kernel and in total. The last line printed is always
-//! `N passed, N failed`.
+//! `N passed, N failed`. With `--debug-kernel` it runs the same suite on the
+//! debug kernel (KASAN, UBSAN, lockdep, kmemleak), built once per machine by
+//! `scripts/debug-kernel`.
+//!
+//! `debug-kernel`: builds the debug kernel if needed and prints where it is.
 //!
 //! `vm-bench`: the pathways benchmark in one guest kernel; writes
 //! `docs/pathways.md` and its chart (see [`vm_bench`]).
@@ -28,28 +32,54 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
-usage: cargo xtask vm-test [--kernel SERIES]... [--timeout SECS] [--verbose]
+usage: cargo xtask vm-test [--kernel SERIES]... [--debug-kernel | --debug-kernel-cached]
+                           [--timeout SECS] [--verbose]
+       cargo xtask debug-kernel
 
-  --kernel SERIES   only boot this kernel series (6.1 or 6.12); repeatable
-  --timeout SECS    limit for one guest run, boot to power-off (default 180)
-  --verbose         echo the guest's serial console while it runs";
+  --kernel SERIES        only boot this kernel series (6.1 or 6.12); repeatable
+  --debug-kernel         run on the debug kernel (KASAN, UBSAN, lockdep, kmemleak);
+                         builds it first if this machine has none (long); without
+                         --kernel, only the debug kernel runs
+  --debug-kernel-cached  as --debug-kernel, but fail instead of building
+  --only TEXT            run only the programs whose name contains TEXT; repeatable
+  --fuzz-ops N           operations for the kernel-interface fuzzer (default 20000)
+  --timeout SECS         limit for one guest run, boot to power-off
+                         (default 300, 900 on the debug kernel)
+  --verbose              echo the guest's serial console while it runs
+
+  debug-kernel           build the debug kernel if needed, print its directory";
+
+/// Default limit for one guest run on a release kernel.
+const TIMEOUT: Duration = Duration::from_secs(300);
+/// Default limit for one guest run on the debug kernel (KASAN and lockdep
+/// under TCG are many times slower).
+const DEBUG_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Options of `vm-test`.
 #[derive(Debug)]
 pub struct VmTestOptions {
     /// Kernel series to run (empty: all known).
     pub kernels: Vec<String>,
-    /// Limit for one guest run.
-    pub timeout: Duration,
+    /// Limit for one guest run, if given.
+    pub timeout: Option<Duration>,
+    /// Run on the debug kernel, and how to get it.
+    pub debug: Option<kernels::DebugBuild>,
     /// Echo the console live.
     pub verbose: bool,
+    /// Only the programs whose name contains one of these.
+    pub only: Vec<String>,
+    /// Operations for the kernel-interface fuzzer, if not its default.
+    pub fuzz_ops: Option<u64>,
 }
 
 fn parse_vm_test(mut args: impl Iterator<Item = String>) -> Result<VmTestOptions> {
     let mut opts = VmTestOptions {
         kernels: Vec::new(),
-        timeout: Duration::from_secs(180),
+        timeout: None,
+        debug: None,
         verbose: false,
+        only: Vec::new(),
+        fuzz_ops: None,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -63,9 +93,16 @@ fn parse_vm_test(mut args: impl Iterator<Item = String>) -> Result<VmTestOptions
             "--timeout" => {
                 let s = args.next().context("--timeout needs seconds")?;
                 let secs: u64 = s.parse().with_context(|| format!("bad --timeout {s:?}"))?;
-                opts.timeout = Duration::from_secs(secs);
+                opts.timeout = Some(Duration::from_secs(secs));
             }
+            "--debug-kernel" => opts.debug = Some(kernels::DebugBuild::IfNeeded),
+            "--debug-kernel-cached" => opts.debug = Some(kernels::DebugBuild::CachedOnly),
             "--verbose" | "-v" => opts.verbose = true,
+            "--only" => opts.only.push(args.next().context("--only needs a name")?),
+            "--fuzz-ops" => {
+                let s = args.next().context("--fuzz-ops needs a count")?;
+                opts.fuzz_ops = Some(s.parse().with_context(|| format!("bad --fuzz-ops {s:?}"))?);
+            }
             other => bail!("unknown option {other:?}\n{USAGE}"),
         }
     }
@@ -76,6 +113,12 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let result = match args.next().as_deref() {
         Some("vm-test") => parse_vm_test(args).and_then(|o| vm_test(&o)),
+        Some("debug-kernel") => {
+            kernels::debug_kernel(&workspace_root(), kernels::DebugBuild::IfNeeded).map(|k| {
+                println!("{}", k.image.parent().unwrap_or(&k.image).display());
+                true
+            })
+        }
         Some("vm-bench") => vm_bench::parse(args).and_then(|o| vm_bench::run(&o)),
         Some("-h" | "--help") => {
             println!("{USAGE}\n\n{}", vm_bench::USAGE);
@@ -108,14 +151,19 @@ fn vm_test(opts: &VmTestOptions) -> Result<bool> {
     let started = Instant::now();
     let root = workspace_root();
     prereq::check_tools()?;
-    let found = kernels::discover(&opts.kernels);
+    // With --debug-kernel alone, only the debug kernel runs.
+    let found = if opts.debug.is_some() && opts.kernels.is_empty() {
+        Vec::new()
+    } else {
+        kernels::discover(&opts.kernels)
+    };
     let mut missing = Vec::new();
     for (series, k) in &found {
         if k.is_none() {
             missing.push(series.clone());
         }
     }
-    if found.iter().all(|(_, k)| k.is_none()) {
+    if opts.debug.is_none() && found.iter().all(|(_, k)| k.is_none()) {
         bail!(
             "{}",
             prereq::missing_message("no Debian cloud kernel with headers found")
@@ -133,13 +181,36 @@ fn vm_test(opts: &VmTestOptions) -> Result<bool> {
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
 
     println!("== building the guest payload on the host");
-    let mut notes = Vec::new();
-    let programs = payload::build_all(&root, &meta, &work, &mut notes)?;
-    for n in &notes {
-        println!("   note: {n}");
+    let mut payload = payload::build_all(&root, &meta, &work)?;
+    if !opts.only.is_empty() {
+        payload
+            .programs
+            .retain(|p| opts.only.iter().any(|o| p.name.contains(o.as_str())));
     }
-    for p in &programs {
+    if let Some(n) = opts.fuzz_ops {
+        payload::set_fuzz_ops(&mut payload.programs, n);
+    }
+    for m in &payload.missing {
+        println!("   MISSING entry {}: {}", m.entry, m.reason);
+    }
+    for p in &payload.programs {
         println!("   {} <- {}", p.name, p.host_path.display());
+    }
+
+    let mut found = found;
+    if let Some(how) = opts.debug {
+        println!("== the debug kernel");
+        let t0 = Instant::now();
+        match kernels::debug_kernel(&root, how) {
+            Ok(k) => {
+                println!("   {} ({:.0?})", k.image.display(), t0.elapsed());
+                found.push((k.series.clone(), Some(k)));
+            }
+            Err(e) => {
+                println!("   error: {e:#}");
+                found.push((kernels::DEBUG_SERIES.to_string(), None));
+            }
+        }
     }
 
     let mut summaries = Vec::new();
@@ -150,7 +221,7 @@ fn vm_test(opts: &VmTestOptions) -> Result<bool> {
         };
         let t0 = Instant::now();
         println!("== kernel {} ({})", series, kernel.release);
-        let summary = match run_kernel(&root, &work, kernel, &programs, opts) {
+        let summary = match run_kernel(&root, &work, kernel, &payload, opts) {
             Ok(s) => s,
             Err(e) => {
                 println!("   error: {e:#}");
@@ -178,20 +249,35 @@ fn run_kernel(
     root: &std::path::Path,
     work: &std::path::Path,
     kernel: &kernels::Kernel,
-    programs: &[payload::GuestProgram],
+    payload: &payload::Payload,
     opts: &VmTestOptions,
 ) -> Result<report::KernelSummary> {
-    let kdir = work.join(&kernel.release);
+    let kdir = work.join(if kernel.debug {
+        format!("debug-{}", kernel.release)
+    } else {
+        kernel.release.clone()
+    });
+    let timeout = opts
+        .timeout
+        .unwrap_or(if kernel.debug { DEBUG_TIMEOUT } else { TIMEOUT });
     let mods = modules::build(root, &kernel.headers, &kdir)?;
     println!("   modules: {}", mods.describe());
     let initrd = kdir.join("initramfs.cpio.gz");
-    let script = init_script::render(&mods, programs, opts.timeout);
+    let programs = &payload.programs;
+    let script = init_script::render(&mods, programs, timeout, kernel.debug);
     initramfs::pack(&kdir.join("root"), &mods, programs, &script, &initrd)?;
     let log_path = kdir.join("console.log");
-    let run = qemu::boot(
+    // The debug kernel has KASAN and KFENCE built in.
+    let append = if kernel.debug {
+        ""
+    } else {
+        qemu::MEMORY_CHECKS
+    };
+    let run = qemu::boot_with(
         &kernel.image,
         &initrd,
-        opts.timeout,
+        append,
+        timeout,
         opts.verbose,
         &log_path,
     )?;
@@ -209,7 +295,10 @@ fn run_kernel(
         &kernel.series,
         &kernel.release,
         &run,
-        &mods,
-        programs,
+        report::Expect {
+            mods: &mods,
+            payload,
+            debug: kernel.debug,
+        },
     ))
 }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 /// The Debian packages that provide everything `vm-test` needs
 /// (`scripts/vm-prereqs` installs exactly these).
 pub const PACKAGES: &str = "qemu-system-x86 busybox-static cpio linux-image-cloud-amd64 \
-linux-headers-cloud-amd64 linux-image-6.12-cloud-amd64 linux-headers-6.12-cloud-amd64";
+linux-headers-cloud-amd64 linux-image-6.12-cloud-amd64 linux-headers-6.12-cloud-amd64 \
+linux-source-6.12 flex bison bc libelf-dev libssl-dev";
 
 /// Tools looked up in `PATH`.
 const TOOLS: &[&str] = &[

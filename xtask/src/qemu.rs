@@ -18,21 +18,17 @@ pub struct Run {
     pub timed_out: bool,
 }
 
-/// Boots `kernel` with `initrd`, 1 GiB, 2 CPUs, serial console on stdio, and
-/// waits for qemu to exit (the guest powers off) for at most `timeout`; kills
-/// it then. The console is also written to `log`.
-pub fn boot(
-    kernel: &Path,
-    initrd: &Path,
-    timeout: Duration,
-    verbose: bool,
-    log: &Path,
-) -> Result<Run> {
-    boot_with(kernel, initrd, "", timeout, verbose, log)
-}
+/// Kernel arguments for the release kernels: SLUB's red zones, poisoning
+/// and free checks, poisoned freed pages, and KFENCE on every allocation it
+/// can take, so memory errors show in the log even without KASAN.
+pub const MEMORY_CHECKS: &str =
+    "slub_debug=FZPU init_on_free=1 page_poison=1 kfence.sample_interval=1";
 
-/// Like [`boot`], with `extra` appended to the kernel command line (e.g.
-/// `clocksource=tsc tsc=reliable` for benchmarks).
+/// Boots `kernel` with `initrd`, 1 GiB, 2 CPUs, serial console on stdio,
+/// with `extra` appended to the kernel command line (e.g. [`MEMORY_CHECKS`],
+/// or `clocksource=tsc tsc=reliable` for benchmarks), and waits for qemu to
+/// exit (the guest powers off) for at most `timeout`; kills it then. The
+/// console is also written to `log`.
 pub fn boot_with(
     kernel: &Path,
     initrd: &Path,

@@ -4,28 +4,51 @@
 //! `@@ISC-END <name> <exit status>`, followed by `@@ISC-RESULT <name>
 //! pass|fail` (by exit status, for other readers); infrastructure steps print
 //! `@@ISC-CHECK <name> pass|fail`; the kernel log comes between
-//! `@@ISC-DMESG-BEGIN` and `@@ISC-DMESG-END`, and `@@ISC-DONE` ends the run.
+//! `@@ISC-DMESG-BEGIN` and `@@ISC-DMESG-END`, kmemleak's report (debug
+//! kernel) between `@@ISC-KMEMLEAK-BEGIN` and `@@ISC-KMEMLEAK-END`, and
+//! `@@ISC-DONE` ends the run.
 //! Passes and failures are counted here from the programs' own output
 //! (libtest summaries, the C test's `ok`/`FAIL` lines), so a crashed or
-//! silent program is a failure even if it exited 0.
+//! silent program is a failure even if it exited 0, and so is a test binary
+//! that ran no test (all of them ignored or filtered out).
 
 use crate::modules::Modules;
-use crate::payload::{GuestProgram, Kind};
+use crate::payload::{GuestProgram, Kind, Payload};
 use crate::qemu::Run;
 use std::time::Duration;
 
-/// Kernel log lines that fail the run wherever they appear.
+/// Kernel log lines that fail the run wherever they appear. The release
+/// kernels can print only some of them; the debug kernel (KASAN, UBSAN,
+/// lockdep, kmemleak, KFENCE, debug objects, list debugging) all.
 pub const KERNEL_RED_FLAGS: &[&str] = &[
     "WARNING:",
     "BUG:",
     "Oops",
     "general protection fault",
-    "lockdep",
+    // lockdep's reports (not its banner, "RCU lockdep checking is enabled").
     "possible circular locking",
+    "possible recursive locking",
+    "inconsistent lock state",
+    "lock inversion",
+    "DEBUG_LOCKS_WARN_ON",
+    "turning off the locking correctness validator",
+    "non-static key",
     "KASAN",
     "UBSAN",
+    "KFENCE:",
     "Call Trace",
+    "suspected memory leak",
+    "refcount_t:",
+    "list_add corruption",
+    "list_del corruption",
+    "ODEBUG:",
+    "INFO: task",
+    "Poison overwritten",
+    "Redzone",
 ];
+
+/// A kmemleak report line that fails the run.
+pub const KMEMLEAK_FLAG: &str = "unreferenced object";
 
 /// The result of one program or check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,7 +108,11 @@ impl KernelSummary {
         let o = Outcome::check(
             "kernel installed",
             false,
-            vec![format!("no {series} cloud kernel image with headers")],
+            vec![if series == crate::kernels::DEBUG_SERIES {
+                "the debug kernel is not available (see above)".to_string()
+            } else {
+                format!("no {series} cloud kernel image with headers")
+            }],
         );
         Self::from_outcomes(series, "", vec![o])
     }
@@ -141,20 +168,35 @@ fn marker<'a>(line: &'a str, tag: &str) -> Option<&'a str> {
     line.find(&needle).map(|i| line[i + needle.len()..].trim())
 }
 
+/// What one guest run was asked to do.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect<'a> {
+    /// The modules built for the kernel.
+    pub mods: &'a Modules,
+    /// The programs (and the entries that could not be built).
+    pub payload: &'a Payload,
+    /// The debug kernel: kmemleak's report must be there and clean.
+    pub debug: bool,
+}
+
 /// Parses a guest run into outcomes.
-pub fn parse(
-    series: &str,
-    release: &str,
-    run: &Run,
-    mods: &Modules,
-    programs: &[GuestProgram],
-) -> KernelSummary {
+pub fn parse(series: &str, release: &str, run: &Run, expect: Expect<'_>) -> KernelSummary {
+    let (mods, programs) = (expect.mods, &expect.payload.programs);
     let lines = &run.lines;
     let mut outcomes = vec![Outcome::check(
         "modules built",
         mods.problem.is_none(),
         mods.problem.iter().cloned().collect(),
     )];
+    // An entry that names a missing test, example or source is a failure,
+    // never a silent skip.
+    for m in &expect.payload.missing {
+        outcomes.push(Outcome::check(
+            &format!("entry {}", m.entry),
+            false,
+            vec![format!("missing: {}", m.reason)],
+        ));
+    }
     let booted = lines.iter().any(|l| marker(l, "BOOT").is_some());
     outcomes.push(Outcome::check(
         "guest booted",
@@ -171,6 +213,9 @@ pub fn parse(
         outcomes.push(program_outcome(p, lines));
     }
     outcomes.push(kernel_log_outcome(lines));
+    if expect.debug {
+        outcomes.push(kmemleak_outcome(lines));
+    }
     let done = lines.iter().any(|l| l.contains("@@ISC-DONE"));
     let mut detail = Vec::new();
     if run.timed_out {
@@ -232,12 +277,13 @@ fn program_outcome(p: &GuestProgram, lines: &[String]) -> Outcome {
     };
     match p.kind {
         Kind::RustTests => {
-            let mut seen = false;
+            let (mut seen, mut ignored) = (false, 0);
             for l in body {
-                if let Some((pass, fail)) = libtest_summary(l) {
+                if let Some(s) = libtest_summary(l) {
                     seen = true;
-                    o.passed += pass;
-                    o.failed += fail;
+                    o.passed += s.passed;
+                    o.failed += s.failed;
+                    ignored += s.ignored;
                 }
                 let t = l.trim();
                 if t.starts_with("test ") && t.ends_with("FAILED") {
@@ -249,6 +295,10 @@ fn program_outcome(p: &GuestProgram, lines: &[String]) -> Outcome {
                 o.detail
                     .push(format!("exit status {rc} without a passing summary"));
                 o.detail.extend(tail(body, 15));
+            } else if o.passed + o.failed == 0 {
+                // Every test ignored or filtered out: nothing was tested.
+                o.failed += 1;
+                o.detail.push(format!("no test ran ({ignored} ignored)"));
             } else if o.failed > 0 {
                 o.detail.extend(failure_excerpt(body));
             }
@@ -307,8 +357,16 @@ fn failure_excerpt(body: &[String]) -> Vec<String> {
     out
 }
 
-/// `(passed, failed)` from a libtest `test result:` line.
-fn libtest_summary(line: &str) -> Option<(u32, u32)> {
+/// The counts of a libtest `test result:` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LibtestSummary {
+    passed: u32,
+    failed: u32,
+    ignored: u32,
+}
+
+/// The counts of a libtest `test result:` line (`ignored` is 0 if absent).
+fn libtest_summary(line: &str) -> Option<LibtestSummary> {
     let rest = &line[line.find("test result: ")? + "test result: ".len()..];
     let count = |what: &str| -> Option<u32> {
         let i = rest.find(what)?;
@@ -318,9 +376,27 @@ fn libtest_summary(line: &str) -> Option<(u32, u32)> {
             .parse()
             .ok()
     };
-    Some((count(" passed")?, count(" failed")?))
+    Some(LibtestSummary {
+        passed: count(" passed")?,
+        failed: count(" failed")?,
+        ignored: count(" ignored").unwrap_or(0),
+    })
 }
 
+/// True for a console line the kernel printed (`[   12.345678] ...`).
+fn is_kernel_line(line: &str) -> bool {
+    let Some(rest) = line.trim_start().strip_prefix('[') else {
+        return false;
+    };
+    rest.split_once(']').is_some_and(|(stamp, _)| {
+        let stamp = stamp.trim();
+        !stamp.is_empty() && stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
+    })
+}
+
+/// The kernel log: the dump after the tests, which must reach back to boot
+/// (a wrapped buffer could have lost a report), and every kernel line the
+/// console showed meanwhile.
 fn kernel_log_outcome(lines: &[String]) -> Outcome {
     let begin = lines.iter().position(|l| l.contains("@@ISC-DMESG-BEGIN"));
     let end = lines.iter().position(|l| l.contains("@@ISC-DMESG-END"));
@@ -329,8 +405,16 @@ fn kernel_log_outcome(lines: &[String]) -> Outcome {
         (Some(b), Some(e)) if b < e => (&lines[b + 1..e], false),
         _ => (lines, true),
     };
+    // Kernel lines on the console before the dump (the dump repeats them).
+    let before_dump = &lines[..begin.unwrap_or(lines.len())];
+    let console = before_dump.iter().filter(|l| is_kernel_line(l));
     let flagged: Vec<String> = scope
         .iter()
+        .chain(
+            if whole { None } else { Some(console) }
+                .into_iter()
+                .flatten(),
+        )
         .filter(|l| KERNEL_RED_FLAGS.iter().any(|f| l.contains(f)))
         .take(20)
         .map(|l| format!("| {l}"))
@@ -339,7 +423,54 @@ fn kernel_log_outcome(lines: &[String]) -> Outcome {
     if whole {
         detail.insert(0, "no kernel log dump: judged the console".into());
     }
-    Outcome::check("kernel log clean", flagged.is_empty() && !whole, detail)
+    let complete = whole
+        || scope
+            .iter()
+            .find(|l| is_kernel_line(l))
+            .is_some_and(|l| l.contains("[    0.000000]"));
+    if !complete {
+        detail.insert(
+            0,
+            "the kernel log dump does not reach back to boot (buffer wrapped)".into(),
+        );
+    }
+    Outcome::check(
+        "kernel log clean",
+        flagged.is_empty() && !whole && complete,
+        detail,
+    )
+}
+
+/// kmemleak's reports (after the tests, after unloading): present, and
+/// without a leak.
+fn kmemleak_outcome(lines: &[String]) -> Outcome {
+    let mut reports = 0;
+    let mut leaks = 0;
+    let mut detail = Vec::new();
+    let mut inside: Option<String> = None;
+    for l in lines {
+        if let Some(rest) = l.split("@@ISC-KMEMLEAK-BEGIN").nth(1) {
+            inside = Some(rest.trim().to_string());
+            reports += 1;
+        } else if l.contains("@@ISC-KMEMLEAK-END") {
+            inside = None;
+        } else if let Some(when) = &inside {
+            if l.contains(KMEMLEAK_FLAG) {
+                leaks += 1;
+                detail.push(format!("{when}:"));
+            }
+            if leaks > 0 && detail.len() < 40 {
+                detail.push(format!("| {l}"));
+            }
+        }
+    }
+    if reports == 0 {
+        return Outcome::check("kmemleak clean", false, vec!["no kmemleak report".into()]);
+    }
+    if leaks > 0 {
+        detail.insert(0, format!("{leaks} unreferenced object(s)"));
+    }
+    Outcome::check("kmemleak clean", leaks == 0, detail)
 }
 
 #[cfg(test)]
@@ -353,7 +484,41 @@ mod tests {
             guest_path: "/g".into(),
             kind,
             args: Vec::new(),
+            before: Vec::new(),
+            after: Vec::new(),
         }
+    }
+
+    fn parse_with(run: &Run, payload: &Payload, debug: bool) -> KernelSummary {
+        let mods = Modules::default();
+        parse(
+            "6.1",
+            "r",
+            run,
+            Expect {
+                mods: &mods,
+                payload,
+                debug,
+            },
+        )
+    }
+
+    fn parse_plain(run: &Run) -> KernelSummary {
+        parse_with(
+            run,
+            &Payload {
+                programs: programs(),
+                missing: Vec::new(),
+            },
+            false,
+        )
+    }
+
+    fn outcome<'a>(s: &'a KernelSummary, name: &str) -> &'a Outcome {
+        s.outcomes
+            .iter()
+            .find(|o| o.name == name)
+            .unwrap_or_else(|| panic!("no outcome {name}: {:?}", s.outcomes))
     }
 
     fn lines(s: &str) -> Vec<String> {
@@ -364,11 +529,19 @@ mod tests {
     fn libtest_summaries() {
         assert_eq!(
             libtest_summary("test result: ok. 12 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.01s"),
-            Some((12, 0))
+            Some(LibtestSummary {
+                passed: 12,
+                failed: 0,
+                ignored: 3
+            })
         );
         assert_eq!(
             libtest_summary("test result: FAILED. 1 passed; 2 failed; 0 ignored"),
-            Some((1, 2))
+            Some(LibtestSummary {
+                passed: 1,
+                failed: 2,
+                ignored: 0
+            })
         );
         assert_eq!(libtest_summary("running 3 tests"), None);
     }
@@ -379,7 +552,7 @@ mod tests {
              @@ISC-BEGIN dev/device\n{device_body}\n@@ISC-END dev/device 0\n\
              @@ISC-BEGIN hostile\nok 1 mmap\nFAIL 2 kick\nok 3 bind\n@@ISC-END hostile 1\n\
              @@ISC-BEGIN bench\nratio: 9.5\n@@ISC-END bench 0\n\
-             @@ISC-DMESG-BEGIN\n{dmesg}\n@@ISC-DMESG-END\n@@ISC-DONE\n"
+             @@ISC-DMESG-BEGIN\n[    0.000000] Linux version 6.1.0\n{dmesg}\n@@ISC-DMESG-END\n@@ISC-DONE\n"
         );
         Run {
             lines: lines(&text),
@@ -402,7 +575,7 @@ mod tests {
             "running 2 tests\ntest a ... ok\ntest b ... ok\ntest result: ok. 2 passed; 0 failed; 0 ignored",
             "[    0.1] isc: loaded",
         );
-        let s = parse("6.1", "r", &run, &Modules::default(), &programs());
+        let s = parse_plain(&run);
         let get = |n: &str| s.outcomes.iter().find(|o| o.name == n).unwrap().clone();
         assert_eq!((get("dev/device").passed, get("dev/device").failed), (2, 0));
         assert_eq!((get("hostile").passed, get("hostile").failed), (2, 1));
@@ -426,7 +599,7 @@ mod tests {
              test result: FAILED. 0 passed; 1 failed; 0 ignored",
             "",
         );
-        let s = parse("6.1", "r", &run, &Modules::default(), &programs());
+        let s = parse_plain(&run);
         let dev = s.outcomes.iter().find(|o| o.name == "dev/device").unwrap();
         assert_eq!((dev.passed, dev.failed), (0, 1));
         assert!(dev
@@ -439,7 +612,7 @@ mod tests {
     #[test]
     fn a_crashed_test_binary_fails_even_with_partial_output() {
         let run = sample_run("running 2 tests\ntest a ... ok\n", "");
-        let s = parse("6.1", "r", &run, &Modules::default(), &programs());
+        let s = parse_plain(&run);
         let dev = s.outcomes.iter().find(|o| o.name == "dev/device").unwrap();
         assert_eq!(dev.failed, 1);
     }
@@ -451,7 +624,7 @@ mod tests {
                 "test result: ok. 1 passed; 0 failed;",
                 &format!("[ 1.0] {flag} something at isc_kick+0x10"),
             );
-            let s = parse("6.1", "r", &run, &Modules::default(), &programs());
+            let s = parse_plain(&run);
             let log = s
                 .outcomes
                 .iter()
@@ -466,7 +639,7 @@ mod tests {
         let mut run = sample_run("test result: ok. 1 passed; 0 failed;", "");
         run.lines.truncate(4);
         run.timed_out = true;
-        let s = parse("6.1", "r", &run, &Modules::default(), &programs());
+        let s = parse_plain(&run);
         let fin = s
             .outcomes
             .iter()
@@ -486,5 +659,156 @@ mod tests {
     fn markers_after_unterminated_output() {
         assert_eq!(marker("partial@@ISC-END x 0", "END"), Some("x 0"));
         assert_eq!(marker("@@ISC-ENDX", "END"), None);
+    }
+
+    #[test]
+    fn a_test_binary_that_ran_nothing_fails() {
+        // Dropping --include-ignored turns every device test into an
+        // ignored one: that is a failure, not a pass.
+        let run = sample_run(
+            "running 13 tests\ntest a ... ignored\n\
+             test result: ok. 0 passed; 0 failed; 13 ignored; 0 measured; 0 filtered out",
+            "",
+        );
+        let s = parse_plain(&run);
+        let dev = outcome(&s, "dev/device");
+        assert_eq!((dev.passed, dev.failed), (0, 1));
+        assert!(
+            dev.detail.iter().any(|d| d.contains("13 ignored")),
+            "{dev:?}"
+        );
+        // All filtered out is the same.
+        let run = sample_run(
+            "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 5 filtered out",
+            "",
+        );
+        assert_eq!(outcome(&parse_plain(&run), "dev/device").failed, 1);
+        // Some ignored next to tests that ran is fine.
+        let run = sample_run("test result: ok. 4 passed; 0 failed; 2 ignored", "");
+        let dev = outcome(&parse_plain(&run), "dev/device").clone();
+        assert_eq!((dev.passed, dev.failed), (4, 0));
+    }
+
+    #[test]
+    fn a_missing_entry_fails_the_run() {
+        let run = sample_run("test result: ok. 1 passed; 0 failed;", "");
+        let payload = Payload {
+            programs: programs(),
+            missing: vec![crate::payload::Missing {
+                entry: "isc-transport-dev/device".into(),
+                reason: "isc-transport-dev has no test target \"device\"".into(),
+            }],
+        };
+        let s = parse_with(&run, &payload, false);
+        let m = outcome(&s, "entry isc-transport-dev/device");
+        assert_eq!((m.passed, m.failed), (0, 1));
+        assert!(m.detail[0].contains("no test target"));
+        // One failure more than the same run with nothing missing.
+        assert_eq!(s.failed, parse_plain(&run).failed + 1);
+    }
+
+    #[test]
+    fn kmemleak_is_judged_on_the_debug_kernel() {
+        let with_report = |report: &str| {
+            let mut run = sample_run("test result: ok. 1 passed; 0 failed;", "");
+            let done = run.lines.len() - 1;
+            let mut extra = vec!["@@ISC-KMEMLEAK-BEGIN".to_string()];
+            extra.extend(lines(report));
+            extra.push("@@ISC-KMEMLEAK-END".into());
+            run.lines.splice(done..done, extra);
+            run
+        };
+        let payload = Payload {
+            programs: programs(),
+            missing: Vec::new(),
+        };
+        let clean = parse_with(&with_report(""), &payload, true);
+        assert_eq!(outcome(&clean, "kmemleak clean").failed, 0);
+        let leak = parse_with(
+            &with_report(
+                "unreferenced object 0xffff888003a1c000 (size 64):\n  comm \"insmod\", pid 80\n  backtrace:\n    isc_bind+0x42/0x100 [isc]",
+            ),
+            &payload,
+            true,
+        );
+        let k = outcome(&leak, "kmemleak clean");
+        assert_eq!(k.failed, 1);
+        assert!(k.detail.iter().any(|d| d.contains("isc_bind")));
+        // The debug kernel must produce the report at all.
+        let none = parse_with(
+            &sample_run("test result: ok. 1 passed; 0 failed;", ""),
+            &payload,
+            true,
+        );
+        assert_eq!(outcome(&none, "kmemleak clean").failed, 1);
+        // The release kernels have no kmemleak: no outcome.
+        let release = parse_plain(&sample_run("test result: ok. 1 passed; 0 failed;", ""));
+        assert!(release.outcomes.iter().all(|o| o.name != "kmemleak clean"));
+    }
+
+    #[test]
+    fn debug_kernel_reports_are_red_flags() {
+        // The first line of each checker's report, as the 6.12 kernel prints it.
+        for line in [
+            "[   12.1] BUG: KASAN: slab-use-after-free in isc_kick+0x3c/0x200 [isc]",
+            "[   12.1] UBSAN: array-index-out-of-bounds in drivers/isc/isc_main.c:300:9",
+            "[   12.1] WARNING: possible circular locking dependency detected",
+            "[   12.1] WARNING: possible recursive locking detected",
+            "[   12.1] BUG: sleeping function called from invalid context at kernel/locking/mutex.c:580",
+            "[   12.1] BUG: KFENCE: out-of-bounds read in isc_post+0x1/0x2 [isc]",
+            "[   12.1] kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)",
+            "[   12.1] ODEBUG: free active (active state 0) object: 0000 object type: hrtimer",
+            "[   12.1] INFO: task hostile:91 blocked for more than 120 seconds.",
+        ] {
+            let run = sample_run("test result: ok. 1 passed; 0 failed;", line);
+            assert_eq!(outcome(&parse_plain(&run), "kernel log clean").failed, 1, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_wrapped_kernel_log_fails() {
+        let mut run = sample_run(
+            "test result: ok. 1 passed; 0 failed;",
+            "[   12.0] isc: loaded",
+        );
+        let i = run
+            .lines
+            .iter()
+            .position(|l| l.contains("Linux version"))
+            .unwrap();
+        run.lines.remove(i);
+        let log = outcome(&parse_plain(&run), "kernel log clean").clone();
+        assert_eq!(log.failed, 1);
+        assert!(log.detail[0].contains("wrapped"), "{log:?}");
+    }
+
+    #[test]
+    fn kernel_lines_on_the_console_count_too() {
+        // A report the console showed in the middle of a program, even if
+        // the dump after the tests no longer has it.
+        let run = sample_run(
+            "[   33.1] BUG: KASAN: use-after-free in isc_kick+0x1/0x2\ntest result: ok. 1 passed; 0 failed;",
+            "",
+        );
+        assert_eq!(outcome(&parse_plain(&run), "kernel log clean").failed, 1);
+        // Program output that merely mentions a flag is not a kernel line.
+        let run = sample_run(
+            "note: WARNING: not from the kernel\ntest result: ok. 1 passed; 0 failed;",
+            "",
+        );
+        assert_eq!(outcome(&parse_plain(&run), "kernel log clean").failed, 0);
+        assert!(is_kernel_line("[    0.000000] Linux version"));
+        assert!(is_kernel_line("  [12.5] x"));
+        assert!(!is_kernel_line("[ok] x"));
+        assert!(!is_kernel_line("[] x"));
+    }
+
+    #[test]
+    fn the_lockdep_banner_is_not_a_red_flag() {
+        let run = sample_run(
+            "test result: ok. 1 passed; 0 failed;",
+            "[    0.000000] rcu: \tRCU lockdep checking is enabled.\n[    0.1] Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar",
+        );
+        assert_eq!(outcome(&parse_plain(&run), "kernel log clean").failed, 0);
     }
 }

@@ -193,6 +193,8 @@ fn measure(root: &Path, o: &Options) -> Result<Option<Results>> {
         guest_path: "/opt/isc/pathways".into(),
         kind: Kind::Bench,
         args,
+        before: Vec::new(),
+        after: Vec::new(),
     };
     let init = render_init(&mods, &program, o.timeout);
     let initrd = kdir.join("initramfs.cpio.gz");
@@ -491,6 +493,8 @@ mod tests {
             guest_path: "/opt/isc/pathways".into(),
             kind: Kind::Bench,
             args: vec!["--quick".into()],
+            before: Vec::new(),
+            after: Vec::new(),
         };
         let s = render_init(&mods, &p, Duration::from_secs(300));
         let pos = |n: &str| s.find(n).unwrap_or_else(|| panic!("{n} in\n{s}"));
