@@ -1,24 +1,35 @@
-//! The ISC ring against `rtrb` and crossbeam's `ArrayQueue`: 64-byte messages
-//! (`[u8; 64]`), rings of 1024 slots.
+//! The ISC ring against `rtrb` and crossbeam's `ArrayQueue`: messages of
+//! `N` bytes (`[u8; N]`), rings of 1024 slots.
 //!
-//! - `ring_single`: one thread pushes then pops, one message at a time
-//!   (isc-ring also with a 64-message batch per publish / release).
-//! - `ring_stream`: a producer thread streams `STREAM` messages to a
-//!   consumer thread; throughput in messages per second. isc-ring is
-//!   measured as its API intends (the producer writes up to `BATCH` free
-//!   slots and publishes once; the consumer drains what is pending, up to
-//!   `BATCH`, and releases once) and with a publish and a release per
-//!   message; `rtrb` is measured with its per-element `push`/`pop` and with
-//!   its slice calls (up to `BATCH` at a time).
+//! - `ring_single`: one thread pushes then pops, one 64-byte message at a
+//!   time (isc-ring also with a 64-message batch per publish / release).
+//! - `ring_stream`: a producer thread streams 64-byte messages to a consumer
+//!   thread; throughput in messages per second. The contenders:
+//!   - isc-ring **per-message**: every message is published on its own
+//!     (`publish_deferred`, a Release store) and released on its own
+//!     (`release_deferred`); each side pays the fenced wake-up check
+//!     (`flush_wake`) once per burst, when it runs out of work;
+//!   - isc-ring **per-message fenced**: `publish` / `release` (store, SeqCst
+//!     fence, flag check) after every message;
+//!   - isc-ring **batched**: the producer writes up to `BATCH` free slots in
+//!     place and publishes once; the consumer drains up to `BATCH` and
+//!     releases once;
+//!   - isc-ring **chunked**: the same through `write_chunk` / `read_chunk`;
+//!   - `rtrb` per-element `push` / `pop`, and its slice calls (up to `BATCH`
+//!     at a time);
+//!   - `ArrayQueue` `push` / `pop`.
 //!
 //! Every message carries its index, and every receiver checks it, so no
-//! implementation can skip the copy.
+//! implementation can skip the copy. isc-ring consumes one-way messages
+//! (`Incoming::consume`): like the others, it writes nothing back.
 //!
 //! Cross-thread figures on a small shared VM drift by several times between
 //! runs (where the two vCPUs land matters), and criterion measures one
 //! contender after another. `ISC_RING_PAIRED=25 cargo bench -p isc-benches
 //! --bench ring` instead runs all streaming contenders back to back in each
-//! of 25 rounds and reports the median of the per-round ratios.
+//! of 25 rounds and reports the median of the per-round ratios, for each
+//! message size in `ISC_RING_SIZES` (default `8,64,1024`; any of 8, 64, 256,
+//! 1024, 4096).
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
@@ -27,21 +38,27 @@ use std::hint::{black_box, spin_loop};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-/// Message size, in bytes.
-const MSG: usize = 64;
 /// Slots of every ring.
 const DEPTH: usize = 1024;
-/// Messages per cross-thread run.
-const STREAM: u64 = 1 << 20;
-/// Most messages the batched isc-ring producer publishes at once.
+/// Most messages a batched or chunked isc-ring side handles at once, and
+/// the slice length of `rtrb`'s slice calls.
 const BATCH: u32 = 128;
 /// Messages per single-thread iteration batch.
 const LOCAL: u64 = 64;
 
-type Msg = [u8; MSG];
+/// Messages per cross-thread run of `n`-byte messages: 1 Mi, fewer for large
+/// messages (at most 256 MiB of payload per run).
+const fn stream_len(n: usize) -> u64 {
+    let by_bytes = (1u64 << 28) / n as u64;
+    if by_bytes < 1 << 20 {
+        by_bytes
+    } else {
+        1 << 20
+    }
+}
 
-fn message(i: u64) -> Msg {
-    let mut m = [0x5a; MSG];
+fn message<const N: usize>(i: u64) -> [u8; N] {
+    let mut m = [0x5a; N];
     m[..8].copy_from_slice(&i.to_ne_bytes());
     m
 }
@@ -55,7 +72,7 @@ fn index(m: &[u8]) -> u64 {
 #[derive(Clone, Copy)]
 struct Page([u8; 4096]);
 
-/// A ring of `DEPTH` slots of `MSG` bytes, and both views of it.
+/// A ring of `DEPTH` slots of `msz` bytes, and both views of it.
 struct Ring {
     // Fields drop in order: the views go before the memory they point into.
     tx: Producer,
@@ -64,8 +81,8 @@ struct Ring {
 }
 
 impl Ring {
-    fn new() -> Self {
-        let cfg = RingConfig::new(MSG as u32, DEPTH as u32).unwrap();
+    fn new(msz: usize) -> Self {
+        let cfg = RingConfig::new(msz as u32, DEPTH as u32).unwrap();
         let len = cfg.ring_bytes() as usize;
         let mut mem = vec![Page([0; 4096]); len / 4096];
         // SAFETY: `Page` is plain bytes; the vector is `len` bytes long.
@@ -88,6 +105,7 @@ impl Ring {
 // Single thread: push one, pop one.
 
 fn single(c: &mut Criterion) {
+    const N: usize = 64;
     let mut g = c.benchmark_group("ring_single");
     g.throughput(Throughput::Elements(LOCAL))
         .measurement_time(Duration::from_secs(2))
@@ -95,36 +113,37 @@ fn single(c: &mut Criterion) {
         .sample_size(20);
 
     g.bench_function("isc-ring", |b| {
-        let mut r = Ring::new();
-        let mut buf = [0u8; MSG];
+        let mut r = Ring::new(N);
+        let mut buf = [0u8; N];
         let mut i = 0u64;
         b.iter(|| {
             for _ in 0..LOCAL {
-                r.tx.push(&message(i), 0).unwrap();
-                let _ = r.tx.publish();
+                r.tx.push(&message::<N>(i), 0).unwrap();
+                let _ = r.tx.publish_deferred();
                 let m = r.rx.peek().unwrap().unwrap();
                 m.read(&mut buf);
-                m.complete_rc(0);
-                let _ = r.rx.release();
+                m.consume();
+                let _ = r.rx.release_deferred();
                 assert_eq!(index(&buf), i);
                 i += 1;
             }
+            let _ = (r.tx.flush_wake(), r.rx.flush_wake());
             black_box(&buf);
         })
     });
 
     g.bench_function("isc-ring batch", |b| {
-        let mut r = Ring::new();
-        let mut buf = [0u8; MSG];
+        let mut r = Ring::new(N);
+        let mut buf = [0u8; N];
         let mut i = 0u64;
         b.iter(|| {
             for k in 0..LOCAL {
-                r.tx.push(&message(i + k), 0).unwrap();
+                r.tx.push(&message::<N>(i + k), 0).unwrap();
             }
             let _ = r.tx.publish();
             while let Some(m) = r.rx.peek().unwrap() {
                 m.read(&mut buf);
-                m.complete_rc(0);
+                m.consume();
                 assert_eq!(index(&buf), i);
                 i += 1;
             }
@@ -134,7 +153,7 @@ fn single(c: &mut Criterion) {
     });
 
     g.bench_function("rtrb", |b| {
-        let (mut tx, mut rx) = rtrb::RingBuffer::<Msg>::new(DEPTH);
+        let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(DEPTH);
         let mut i = 0u64;
         b.iter(|| {
             for _ in 0..LOCAL {
@@ -148,7 +167,7 @@ fn single(c: &mut Criterion) {
     });
 
     g.bench_function("ArrayQueue", |b| {
-        let q = ArrayQueue::<Msg>::new(DEPTH);
+        let q = ArrayQueue::<[u8; N]>::new(DEPTH);
         let mut i = 0u64;
         b.iter(|| {
             for _ in 0..LOCAL {
@@ -166,117 +185,161 @@ fn single(c: &mut Criterion) {
 // ---------------------------------------------------------------------------
 // Two threads: a producer streams, a consumer drains.
 
-/// Runs `produce` on a new thread and `consume` on this one, `iters` times;
-/// returns the total time.
-fn two_threads<S: Send>(
-    iters: u64,
-    mut setup: impl FnMut() -> (S, Box<dyn FnOnce() + Send>),
-    consume: impl Fn(S),
-) -> Duration {
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let (state, produce) = setup();
-        let start = Instant::now();
-        std::thread::scope(|s| {
-            s.spawn(produce);
-            consume(state);
-        });
-        total += start.elapsed();
-    }
-    total
+/// Runs `produce` on a new thread and `consume` on this one; returns the
+/// time both took.
+fn two_threads(produce: impl FnOnce() + Send, consume: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(produce);
+        consume();
+    });
+    start.elapsed()
 }
 
-/// isc-ring producer: writes up to `batch` free slots, then publishes once.
-fn isc_produce(mut tx: Producer, batch: u32) {
+/// How an isc-ring contender publishes and releases.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Publish / release every message without a fence, check once per burst.
+    PerMessage,
+    /// Publish / release every message with the fenced check.
+    Fenced,
+    /// Reserve in place / peek, up to `BATCH`, one fenced publish / release.
+    Batched,
+    /// `write_chunk` / `read_chunk` of up to `BATCH`, one fenced publish /
+    /// release.
+    Chunked,
+}
+
+fn isc_produce<const N: usize>(mut tx: Producer, mode: Mode) {
+    let total = stream_len(N);
     let mut i = 0u64;
-    while i < STREAM {
-        let mut n = 0;
-        while n < batch && i < STREAM {
-            match tx.reserve().unwrap() {
-                Some(mut slot) => {
-                    slot.payload_mut()[..MSG].copy_from_slice(&message(i));
-                    slot.commit(MSG, 0).unwrap();
+    while i < total {
+        let n0 = i;
+        match mode {
+            Mode::PerMessage | Mode::Fenced => {
+                if tx.push(&message::<N>(i), 0).is_ok() {
                     i += 1;
-                    n += 1;
+                    let _ = if mode == Mode::Fenced {
+                        tx.publish()
+                    } else {
+                        tx.publish_deferred()
+                    };
                 }
-                None => break,
+            }
+            Mode::Batched => {
+                while i < total && i - n0 < BATCH as u64 {
+                    let Some(mut slot) = tx.reserve().unwrap() else {
+                        break;
+                    };
+                    slot.payload_mut()[..N].copy_from_slice(&message::<N>(i));
+                    slot.commit(N, 0).unwrap();
+                    i += 1;
+                }
+                let _ = tx.publish();
+            }
+            Mode::Chunked => {
+                let want = (total - i).min(BATCH as u64) as u32;
+                {
+                    let mut chunk = tx.write_chunk(want).unwrap();
+                    while let Some(mut slot) = chunk.next_slot() {
+                        slot.payload_mut()[..N].copy_from_slice(&message::<N>(i));
+                        slot.commit(N, 0).unwrap();
+                        i += 1;
+                    }
+                }
+                let _ = tx.publish();
             }
         }
-        if n == 0 {
+        if i == n0 {
+            // Out of room: the end of a burst.
+            let _ = tx.flush_wake();
             spin_loop();
-        } else {
-            let _ = tx.publish();
         }
     }
+    let _ = tx.flush_wake();
 }
 
-/// isc-ring consumer: drains what is pending, up to `BATCH` messages, then
-/// releases them at once (or releases after every message when
-/// `per_message`). Without the cap, a consumer that keeps finding new
-/// messages never releases, and the producer stalls on a full ring.
-fn isc_consume(mut rx: Consumer, per_message: bool) {
-    let mut buf = [0u8; MSG];
+fn isc_consume<const N: usize>(mut rx: Consumer, mode: Mode) {
+    let total = stream_len(N);
+    let mut buf = [0u8; N];
     let mut i = 0u64;
-    while i < STREAM {
-        let mut n = 0;
-        while n < BATCH {
-            let Some(m) = rx.peek().unwrap() else { break };
-            m.read(&mut buf);
-            m.complete_rc(0);
-            assert_eq!(index(&buf), i);
-            i += 1;
-            n += 1;
-            if per_message {
+    while i < total {
+        let n0 = i;
+        match mode {
+            Mode::PerMessage | Mode::Fenced => {
+                if let Some(m) = rx.peek().unwrap() {
+                    m.read(&mut buf);
+                    m.consume();
+                    assert_eq!(index(&buf), i);
+                    i += 1;
+                    let _ = if mode == Mode::Fenced {
+                        rx.release()
+                    } else {
+                        rx.release_deferred()
+                    };
+                }
+            }
+            Mode::Batched => {
+                // Without the cap, a consumer that keeps finding new
+                // messages never releases, and the producer stalls.
+                while i - n0 < BATCH as u64 {
+                    let Some(m) = rx.peek().unwrap() else { break };
+                    m.read(&mut buf);
+                    m.consume();
+                    assert_eq!(index(&buf), i);
+                    i += 1;
+                }
+                let _ = rx.release();
+            }
+            Mode::Chunked => {
+                {
+                    let mut chunk = rx.read_chunk(BATCH).unwrap();
+                    while let Some(m) = chunk.next_message().unwrap() {
+                        m.read(&mut buf);
+                        m.consume();
+                        assert_eq!(index(&buf), i);
+                        i += 1;
+                    }
+                }
                 let _ = rx.release();
             }
         }
-        if n == 0 {
+        if i == n0 {
+            let _ = rx.flush_wake();
             spin_loop();
-        } else {
-            let _ = rx.release();
         }
     }
     black_box(&buf);
 }
 
-/// One streaming run of isc-ring: producer batches of `batch`, consumer
-/// releases per message if `per_message`.
-fn run_isc(batch: u32, per_message: bool) -> Duration {
-    two_threads(
-        1,
-        || {
-            let r = Ring::new();
-            let (tx, rx, mem) = (r.tx, r.rx, r._mem);
-            let produce = Box::new(move || isc_produce(tx, batch));
-            ((rx, mem), produce as Box<dyn FnOnce() + Send>)
-        },
-        |(rx, mem)| {
-            isc_consume(rx, per_message);
-            drop(mem);
-        },
-    )
+/// One streaming run of isc-ring in `mode`.
+fn run_isc<const N: usize>(mode: Mode) -> Duration {
+    let Ring { tx, rx, _mem: mem } = Ring::new(N);
+    let t = two_threads(
+        move || isc_produce::<N>(tx, mode),
+        move || isc_consume::<N>(rx, mode),
+    );
+    drop(mem);
+    t
 }
 
 /// One streaming run of `rtrb` with per-element `push` / `pop`.
-fn run_rtrb() -> Duration {
+fn run_rtrb<const N: usize>() -> Duration {
+    let total = stream_len(N);
+    let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(DEPTH);
     two_threads(
-        1,
-        || {
-            let (mut tx, rx) = rtrb::RingBuffer::<Msg>::new(DEPTH);
-            let produce = Box::new(move || {
-                let mut i = 0u64;
-                while i < STREAM {
-                    match tx.push(message(i)) {
-                        Ok(()) => i += 1,
-                        Err(_) => spin_loop(),
-                    }
-                }
-            });
-            (rx, produce as Box<dyn FnOnce() + Send>)
-        },
-        |mut rx| {
+        move || {
             let mut i = 0u64;
-            while i < STREAM {
+            while i < total {
+                match tx.push(message(i)) {
+                    Ok(()) => i += 1,
+                    Err(_) => spin_loop(),
+                }
+            }
+        },
+        move || {
+            let mut i = 0u64;
+            while i < total {
                 match rx.pop() {
                     Ok(m) => {
                         assert_eq!(index(&m), i);
@@ -291,32 +354,29 @@ fn run_rtrb() -> Duration {
 }
 
 /// One streaming run of `rtrb` with its slice calls, up to `BATCH` at a time.
-fn run_rtrb_slices() -> Duration {
+fn run_rtrb_slices<const N: usize>() -> Duration {
+    let total = stream_len(N);
+    let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(DEPTH);
     two_threads(
-        1,
-        || {
-            let (mut tx, rx) = rtrb::RingBuffer::<Msg>::new(DEPTH);
-            let produce = Box::new(move || {
-                let mut out = [[0u8; MSG]; BATCH as usize];
-                let mut i = 0u64;
-                while i < STREAM {
-                    let n = (STREAM - i).min(BATCH as u64) as usize;
-                    for (k, m) in out[..n].iter_mut().enumerate() {
-                        *m = message(i + k as u64);
-                    }
-                    let (done, _) = tx.push_partial_slice(&out[..n]);
-                    if done.is_empty() {
-                        spin_loop();
-                    }
-                    i += done.len() as u64;
-                }
-            });
-            (rx, produce as Box<dyn FnOnce() + Send>)
-        },
-        |mut rx| {
-            let mut buf = [[0u8; MSG]; BATCH as usize];
+        move || {
+            let mut out = vec![[0u8; N]; BATCH as usize];
             let mut i = 0u64;
-            while i < STREAM {
+            while i < total {
+                let n = (total - i).min(BATCH as u64) as usize;
+                for (k, m) in out[..n].iter_mut().enumerate() {
+                    *m = message(i + k as u64);
+                }
+                let (done, _) = tx.push_partial_slice(&out[..n]);
+                if done.is_empty() {
+                    spin_loop();
+                }
+                i += done.len() as u64;
+            }
+        },
+        move || {
+            let mut buf = vec![[0u8; N]; BATCH as usize];
+            let mut i = 0u64;
+            while i < total {
                 let (got, _) = rx.pop_partial_slice(&mut buf);
                 if got.is_empty() {
                     spin_loop();
@@ -332,26 +392,22 @@ fn run_rtrb_slices() -> Duration {
 }
 
 /// One streaming run of crossbeam's `ArrayQueue`.
-fn run_array_queue() -> Duration {
+fn run_array_queue<const N: usize>() -> Duration {
+    let total = stream_len(N);
+    let q = ArrayQueue::<[u8; N]>::new(DEPTH);
     two_threads(
-        1,
         || {
-            let q = std::sync::Arc::new(ArrayQueue::<Msg>::new(DEPTH));
-            let tq = q.clone();
-            let produce = Box::new(move || {
-                let mut i = 0u64;
-                while i < STREAM {
-                    match tq.push(message(i)) {
-                        Ok(()) => i += 1,
-                        Err(_) => spin_loop(),
-                    }
-                }
-            });
-            (q, produce as Box<dyn FnOnce() + Send>)
-        },
-        |q| {
             let mut i = 0u64;
-            while i < STREAM {
+            while i < total {
+                match q.push(message(i)) {
+                    Ok(()) => i += 1,
+                    Err(_) => spin_loop(),
+                }
+            }
+        },
+        || {
+            let mut i = 0u64;
+            while i < total {
                 match q.pop() {
                     Some(m) => {
                         assert_eq!(index(&m), i);
@@ -365,75 +421,101 @@ fn run_array_queue() -> Duration {
     )
 }
 
-/// A streaming contender: name, variant, one timed run.
-type Streamer = (&'static str, &'static str, fn() -> Duration);
+/// A streaming contender: name, one timed run.
+type Streamer = (&'static str, fn() -> Duration);
 
-/// The streaming contenders.
-const STREAMERS: [Streamer; 5] = [
-    ("isc-ring", "batched", || run_isc(BATCH, false)),
-    ("isc-ring", "per-message", || run_isc(1, true)),
-    ("rtrb", "per-message", run_rtrb),
-    ("rtrb", "slices", run_rtrb_slices),
-    ("ArrayQueue", "per-message", run_array_queue),
-];
+/// Indices into [`streamers`], for the ratios.
+const ISC_PER_MESSAGE: usize = 0;
+const ISC_FENCED: usize = 1;
+const ISC_BATCHED: usize = 2;
+const ISC_CHUNKED: usize = 3;
+const RTRB: usize = 4;
+const RTRB_SLICES: usize = 5;
+const ARRAY_QUEUE: usize = 6;
+
+/// The streaming contenders for `N`-byte messages.
+fn streamers<const N: usize>() -> [Streamer; 7] {
+    [
+        ("isc-ring per-message", || run_isc::<N>(Mode::PerMessage)),
+        ("isc-ring per-message fenced", || run_isc::<N>(Mode::Fenced)),
+        ("isc-ring batched", || run_isc::<N>(Mode::Batched)),
+        ("isc-ring chunked", || run_isc::<N>(Mode::Chunked)),
+        ("rtrb per-message", run_rtrb::<N>),
+        ("rtrb slices", run_rtrb_slices::<N>),
+        ("ArrayQueue per-message", run_array_queue::<N>),
+    ]
+}
 
 fn stream(c: &mut Criterion) {
+    const N: usize = 64;
     let mut g = c.benchmark_group("ring_stream");
-    g.throughput(Throughput::Elements(STREAM))
+    g.throughput(Throughput::Elements(stream_len(N)))
         .measurement_time(Duration::from_secs(6))
         .warm_up_time(Duration::from_secs(1))
         .sample_size(10);
-    for (name, how, run) in STREAMERS {
-        g.bench_function(BenchmarkId::new(name, how), |b| {
+    for (name, run) in streamers::<N>() {
+        g.bench_function(BenchmarkId::new(name, format!("{N} B")), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| run()).sum())
         });
     }
     g.finish();
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// Paired comparison for noisy machines: `rounds` rounds, each running every
 /// contender once back to back, then the median throughput of each and the
 /// median of the per-round ratios (both sides of a ratio ran under the same
-/// machine conditions).
-fn paired(rounds: usize) {
-    let mut mps: Vec<Vec<f64>> = vec![Vec::new(); STREAMERS.len()];
+/// machine conditions). Returns the ratio row of the summary table.
+fn paired<const N: usize>(rounds: usize) -> String {
+    let contenders = streamers::<N>();
+    let mut mps: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
     for _ in 0..rounds {
-        for (k, (_, _, run)) in STREAMERS.iter().enumerate() {
-            mps[k].push(STREAM as f64 / run().as_secs_f64() / 1e6);
+        for (k, (_, run)) in contenders.iter().enumerate() {
+            mps[k].push(stream_len(N) as f64 / run().as_secs_f64() / 1e6);
         }
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    for (k, (name, how, _)) in STREAMERS.iter().enumerate() {
+    println!("{N}-byte messages, {rounds} rounds:");
+    for (k, (name, _)) in contenders.iter().enumerate() {
         let v = &mps[k];
         let (lo, hi) = v
             .iter()
             .fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
         println!(
-            "{:<24} median {:7.2} M msg/s (min {lo:.2}, max {hi:.2})",
-            format!("{name} {how}"),
+            "  {name:<28} median {:7.2} M msg/s (min {lo:.2}, max {hi:.2})",
             median(v.clone())
         );
     }
-    for ours in 0..2 {
-        for theirs in 2..STREAMERS.len() {
-            let r: Vec<f64> = mps[ours]
+    let ratio = |ours: usize, theirs: usize| {
+        median(
+            mps[ours]
                 .iter()
                 .zip(&mps[theirs])
                 .map(|(a, b)| a / b)
-                .collect();
-            println!(
-                "{} {} / {} {}: median ratio {:.2}",
-                STREAMERS[ours].0,
-                STREAMERS[ours].1,
-                STREAMERS[theirs].0,
-                STREAMERS[theirs].1,
-                median(r)
-            );
-        }
+                .collect(),
+        )
+    };
+    let pairs = [
+        (ISC_PER_MESSAGE, RTRB),
+        (ISC_PER_MESSAGE, ARRAY_QUEUE),
+        (ISC_FENCED, RTRB),
+        (ISC_BATCHED, RTRB_SLICES),
+        (ISC_CHUNKED, RTRB_SLICES),
+        (ISC_CHUNKED, RTRB),
+    ];
+    let mut row = format!("| {N} B |");
+    for (ours, theirs) in pairs {
+        let r = ratio(ours, theirs);
+        println!(
+            "  {} / {}: median ratio {r:.2}",
+            contenders[ours].0, contenders[theirs].0
+        );
+        row += &format!(" {r:.2} |");
     }
+    row
 }
 
 criterion_group!(benches, single, stream);
@@ -444,7 +526,27 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        paired(rounds);
+        let sizes = std::env::var("ISC_RING_SIZES").unwrap_or_else(|_| "8,64,1024".into());
+        let mut rows = Vec::new();
+        for size in sizes.split(',').map(str::trim) {
+            rows.push(match size {
+                "8" => paired::<8>(rounds),
+                "64" => paired::<64>(rounds),
+                "256" => paired::<256>(rounds),
+                "1024" => paired::<1024>(rounds),
+                "4096" => paired::<4096>(rounds),
+                other => panic!("ISC_RING_SIZES: no contender set for {other}-byte messages"),
+            });
+        }
+        println!(
+            "\n| message | per-message / rtrb | per-message / ArrayQueue \
+             | fenced per-message / rtrb | batched / rtrb slices \
+             | chunked / rtrb slices | chunked / rtrb per-message |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for row in rows {
+            println!("{row}");
+        }
         return;
     }
     benches();

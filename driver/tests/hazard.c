@@ -125,7 +125,7 @@ static uint64_t ring_bytes(uint32_t msz, uint32_t num)
 
 	while (count < num)
 		count <<= 1;
-	stride = (msz + 16 + 63) / 64 * 64;
+	stride = (msz + 16 + 15) / 16 * 16; /* packed slots (ABI 2) */
 	return (256 + stride * count + 4095) / 4096 * 4096;
 }
 

@@ -108,7 +108,7 @@ static uint64_t ring_bytes(uint32_t msz, uint32_t num)
 
 	while (count < num)
 		count <<= 1;
-	stride = (msz + 16 + 63) / 64 * 64;
+	stride = (msz + 16 + 15) / 16 * 16; /* packed slots (ABI 2) */
 	return (256 + stride * count + 4095) / 4096 * 4096;
 }
 
@@ -329,8 +329,11 @@ static void test_bad_bind(void)
 	int fd;
 
 	a = req(u, 16, 4, 16, 4);
-	a.req.abi_version = 2;
+	a.req.abi_version = ISC_ABI_VERSION + 1;
 	bind_expect(a, EPROTO, "bind_bad_version");
+	/* Version 1 (slots padded to 64 bytes) is a different layout: refused. */
+	a.req.abi_version = 1;
+	bind_expect(a, EPROTO, "bind_old_version");
 	a.req.abi_version = 0;
 	bind_expect(a, EPROTO, "bind_version_zero");
 	a = req(u, 16, 4, 16, 4);
@@ -387,11 +390,11 @@ static void test_bad_bind(void)
 
 static void test_bind_and_mmap(void)
 {
-	struct isc_bind_args a = req(UID("hst1"), 100, 5, 40, 3);
+	struct isc_bind_args a = req(UID("hst1"), 100, 5, 64, 200);
 	struct chan c;
 	int fd2, err;
 	void *p;
-	uint64_t ub = ring_bytes(100, 5), kb = ring_bytes(40, 3);
+	uint64_t ub = ring_bytes(100, 5), kb = ring_bytes(64, 200);
 	long n;
 
 	err = chan_open(&c, a);
@@ -409,8 +412,9 @@ static void test_bind_and_mmap(void)
 		      c.u2k.hdr->info.features == 0 && c.u2k.hdr->head.value == 0 && c.u2k.hdr->tail.value == 0 &&
 		      c.u2k.hdr->flags.value == 0,
 	      "u2k_header", "count %u msz %u stride %u", c.u2k.count, c.u2k.msz, c.u2k.stride);
-	check(c.k2u.hdr->info.magic == ISC_RING_MAGIC && c.k2u.count == 4 && c.k2u.msz == 40 &&
-		      c.k2u.stride == 64 && c.k2u.hdr->info.ring_bytes == kb,
+	/* 64-byte messages take 80 bytes each: 256 slots and the header fit in 6 pages, not 9. */
+	check(c.k2u.hdr->info.magic == ISC_RING_MAGIC && c.k2u.count == 256 && c.k2u.msz == 64 &&
+		      c.k2u.stride == 80 && c.k2u.hdr->info.ring_bytes == kb && kb == 6 * 4096,
 	      "k2u_header", "count %u msz %u stride %u", c.k2u.count, c.k2u.msz, c.k2u.stride);
 
 	check_errno(ioctl(c.fd, ISC_IOC_BIND, &a), EALREADY, "double_bind");

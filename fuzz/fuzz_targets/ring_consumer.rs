@@ -18,6 +18,10 @@ enum Op {
     PrepareWait,
     FinishWait,
     Scribble(Scribble),
+    ReleaseDeferred,
+    FlushWake,
+    Consume,
+    Chunk { n: u8, read_len: u16, consume: bool },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -69,6 +73,37 @@ fuzz_target!(|input: Input| {
             }
             Op::FinishWait => rx.finish_wait(),
             Op::Scribble(s) => mem.scribble(s),
+            Op::ReleaseDeferred => {
+                let _ = rx.release_deferred();
+            }
+            Op::FlushWake => {
+                let _ = rx.flush_wake();
+                assert!(!rx.wake_owed());
+            }
+            Op::Consume => {
+                if let Ok(Some(msg)) = rx.peek() {
+                    msg.consume();
+                }
+            }
+            Op::Chunk {
+                n,
+                read_len,
+                consume,
+            } => {
+                if let Ok(mut chunk) = rx.read_chunk(u32::from(n)) {
+                    assert!(chunk.remaining() <= u32::from(n));
+                    let read_len = usize::from(read_len).min(msz + 64);
+                    while let Ok(Some(msg)) = chunk.next_message() {
+                        assert!(msg.len() <= msz);
+                        assert!(msg.read(&mut buf[..read_len]) <= msz);
+                        if consume {
+                            msg.consume();
+                        } else {
+                            msg.complete_rc(0);
+                        }
+                    }
+                }
+            }
         }
     }
     drop(rx);

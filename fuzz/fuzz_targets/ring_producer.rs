@@ -20,6 +20,9 @@ enum Op {
     PrepareWaitForRelease { back: u8 },
     FinishWait,
     Scribble(Scribble),
+    PublishDeferred,
+    FlushWake,
+    Chunk { n: u8, len: u16 },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -87,6 +90,22 @@ fuzz_target!(|input: Input| {
             }
             Op::FinishWait => tx.finish_wait(),
             Op::Scribble(s) => mem.scribble(s),
+            Op::PublishDeferred => {
+                let _ = tx.publish_deferred();
+            }
+            Op::FlushWake => {
+                let _ = tx.flush_wake();
+                assert!(!tx.wake_owed());
+            }
+            Op::Chunk { n, len } => {
+                if let Ok(mut chunk) = tx.write_chunk(u32::from(n)) {
+                    assert!(chunk.remaining() <= u32::from(n));
+                    let len = usize::from(len).min(msg.len());
+                    while let Ok(seq) = chunk.push(&msg[..len], 0) {
+                        last_seq = seq;
+                    }
+                }
+            }
         }
     }
     drop(tx);

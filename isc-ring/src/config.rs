@@ -312,13 +312,22 @@ mod tests {
     fn geometry_is_exact() {
         let c = RingConfig::new(64, 3).unwrap();
         assert_eq!(c.slot_count(), 4);
-        assert_eq!(c.slot_stride(), 128);
+        assert_eq!(
+            c.slot_stride(),
+            80,
+            "16-byte header, 64-byte payload, packed"
+        );
         assert_eq!(c.ring_bytes(), 4096);
         let c = RingConfig::new(1, 1).unwrap();
-        assert_eq!((c.slot_count(), c.slot_stride()), (1, 64));
-        let c = RingConfig::new(4000, 64).unwrap();
+        assert_eq!((c.slot_count(), c.slot_stride()), (1, 32));
+        let c = RingConfig::new(8, 1024).unwrap();
+        assert_eq!(c.slot_stride(), 32);
+        assert_eq!(c.ring_bytes(), (256 + 32 * 1024u32).div_ceil(4096) * 4096);
+        let c = RingConfig::new(4001, 64).unwrap();
         assert_eq!(c.slot_stride(), 4032);
         assert_eq!(c.ring_bytes(), (256 + 4032 * 64u32).div_ceil(4096) * 4096);
+        let c = RingConfig::new(4096, 2).unwrap();
+        assert_eq!(c.slot_stride(), 4112);
     }
 
     #[test]
@@ -330,6 +339,8 @@ mod tests {
                     assert!(slots + 256 <= c.ring_bytes() as u64);
                     assert!(c.ring_bytes() <= MAX_RING_BYTES);
                     assert!(c.slot_stride() >= msz + 16);
+                    assert!(c.slot_stride() < msz + 16 + SLOT_ALIGN);
+                    assert_eq!(c.slot_stride() % SLOT_ALIGN, 0);
                 }
             }
         }

@@ -5,7 +5,7 @@ use crate::error::{Corruption, RingError};
 use crate::mem::relaxed;
 use crate::mem::Mem;
 use crate::sync::{fence, Ordering};
-use crate::view::{peer_wake, NeedsWake, View, FLAGS, LEN, PAYLOAD, RC, SEQ};
+use crate::view::{peer_wake, Deferred, NeedsWake, View, FLAGS, LEN, PAYLOAD, RC, SEQ};
 
 /// Reads messages from a ring and completes them in place.
 ///
@@ -29,6 +29,8 @@ pub struct Consumer {
     released: u32,
     /// Last shared `head` read (everything before it is published).
     head: u32,
+    /// Wake-up bookkeeping of the deferred releases.
+    wake: Deferred,
     corrupt: Option<Corruption>,
 }
 
@@ -70,6 +72,7 @@ impl Consumer {
             tail,
             released: tail,
             head,
+            wake: Deferred::default(),
             corrupt: None,
         })
     }
@@ -137,6 +140,35 @@ impl Consumer {
                 return Ok(None);
             }
         }
+        self.incoming().map(Some)
+    }
+
+    /// The published messages, up to `max`, for reading many with one check
+    /// of the producer's index (like `rtrb`'s `read_chunk`). Each message is
+    /// validated as [`Consumer::peek`] does when the chunk hands it out;
+    /// completed messages go back to the producer at the next
+    /// [`Consumer::release`] (or [`Consumer::release_deferred`]) after the
+    /// chunk is dropped. See [`Producer::write_chunk`](crate::Producer::write_chunk)
+    /// for an example.
+    #[inline]
+    pub fn read_chunk(&mut self, max: u32) -> Result<ReadChunk<'_>, RingError> {
+        self.check()?;
+        let mut ready = self.head.wrapping_sub(self.tail);
+        if ready < max {
+            self.refresh_head()?;
+            ready = self.head.wrapping_sub(self.tail);
+        }
+        let end = self.tail.wrapping_add(ready.min(max));
+        Ok(ReadChunk {
+            consumer: self,
+            end,
+        })
+    }
+
+    /// Reads and validates the header of the slot at `tail` (which must be
+    /// published).
+    #[inline]
+    fn incoming(&mut self) -> Result<Incoming<'_>, RingError> {
         let seq = self.tail;
         let slot = self.view.slot(seq);
         let mem = &self.view.mem;
@@ -159,28 +191,89 @@ impl Consumer {
                 msz: self.view.msz,
             }));
         }
-        Ok(Some(Incoming {
+        Ok(Incoming {
             consumer: self,
             slot,
             seq,
             len,
             flags,
-        }))
+        })
     }
 
     /// Hands every completed slot back to the producer with one Release
     /// store, then tells whether the producer asked to be woken.
+    ///
+    /// A SeqCst fence separates the store from the read of the producer's
+    /// flag (pairing with the one in
+    /// [`Producer::prepare_wait`](crate::Producer::prepare_wait)); it also
+    /// completes the check owed by earlier [`Consumer::release_deferred`]
+    /// calls.
     #[inline]
     pub fn release(&mut self) -> NeedsWake {
-        if self.tail == self.released || self.corrupt.is_some() {
+        if self.corrupt.is_some() {
             return NeedsWake(false);
+        }
+        if self.tail != self.released {
+            self.view
+                .mem
+                .store(View::tail_off(), self.tail, Ordering::Release);
+            self.released = self.tail;
+        } else if !self.wake.is_owed() {
+            return self.wake.take_ring();
+        }
+        fence(Ordering::SeqCst);
+        self.wake
+            .settle(peer_wake(&self.view.mem, PRODUCER_WAITING))
+    }
+
+    /// Hands every completed slot back with one Release store, without the
+    /// fence of the wake-up check: the cheap way to release message by
+    /// message in a burst.
+    ///
+    /// Reports a wake-up if the producer's request is already visible. A
+    /// producer falling asleep at this very moment may be missed, so the
+    /// check is owed until [`Consumer::flush_wake`] (or
+    /// [`Consumer::release`]) runs: call it once at the end of the burst,
+    /// before stopping consuming for an unbounded time. While a check is
+    /// owed, [`Consumer::prepare_wait`] refuses to sleep.
+    #[inline]
+    pub fn release_deferred(&mut self) -> NeedsWake {
+        if self.corrupt.is_some() {
+            return NeedsWake(false);
+        }
+        if self.tail == self.released {
+            return self.wake.take_ring();
         }
         self.view
             .mem
             .store(View::tail_off(), self.tail, Ordering::Release);
         self.released = self.tail;
+        self.wake.owe(peer_wake(&self.view.mem, PRODUCER_WAITING))
+    }
+
+    /// Completes the wake-up check owed by [`Consumer::release_deferred`]:
+    /// a SeqCst fence, then the producer's flag. Costs nothing when no
+    /// check is owed.
+    #[inline]
+    pub fn flush_wake(&mut self) -> NeedsWake {
+        if self.corrupt.is_some() {
+            // A broken ring owes its peer nothing.
+            self.wake = Deferred::default();
+            return NeedsWake(false);
+        }
+        if !self.wake.is_owed() {
+            return self.wake.take_ring();
+        }
         fence(Ordering::SeqCst);
-        peer_wake(&self.view.mem, PRODUCER_WAITING)
+        self.wake
+            .settle(peer_wake(&self.view.mem, PRODUCER_WAITING))
+    }
+
+    /// True while a wake-up check or a doorbell is owed to the producer
+    /// (see [`Consumer::release_deferred`]).
+    #[inline]
+    pub fn wake_owed(&self) -> bool {
+        self.wake.is_owed() || self.wake.ring_owed()
     }
 
     /// Announces that the consumer is about to sleep until a message arrives.
@@ -190,13 +283,22 @@ impl Consumer {
     /// ring: returns `true` if it is still empty (sleep on the doorbell, then
     /// call [`Consumer::finish_wait`]), `false` if a message arrived meanwhile
     /// or the ring is corrupt (the flag is cleared; don't sleep).
+    ///
+    /// Also returns `false` while a wake-up is owed to the producer (see
+    /// [`Consumer::release_deferred`]): call [`Consumer::flush_wake`], ring
+    /// if told to, and try again.
     #[inline]
     pub fn prepare_wait(&mut self) -> bool {
         self.view
             .mem
             .fetch_or(View::flags_off(), CONSUMER_WAITING, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        let empty = self.tail == self.head && matches!(self.pending(), Ok(0));
+        if self.wake.is_owed() && self.corrupt.is_none() {
+            let wake = peer_wake(&self.view.mem, PRODUCER_WAITING);
+            self.wake.keep(wake);
+        }
+        let empty =
+            self.tail == self.head && matches!(self.pending(), Ok(0)) && !self.wake.ring_owed();
         if !empty {
             self.finish_wait();
         }
@@ -209,6 +311,40 @@ impl Consumer {
         self.view
             .mem
             .fetch_and(View::flags_off(), !CONSUMER_WAITING, Ordering::Relaxed);
+    }
+}
+
+/// Published messages handed out by [`Consumer::read_chunk`], in order.
+#[derive(Debug)]
+pub struct ReadChunk<'a> {
+    consumer: &'a mut Consumer,
+    /// One past the last message of the chunk.
+    end: u32,
+}
+
+impl ReadChunk<'_> {
+    /// Messages of the chunk not consumed yet.
+    #[inline]
+    pub fn remaining(&self) -> u32 {
+        self.end.wrapping_sub(self.consumer.tail)
+    }
+
+    /// True when every message of the chunk is consumed.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.consumer.tail == self.end
+    }
+
+    /// The next message of the chunk, validated as by [`Consumer::peek`], or
+    /// `None` when the chunk is used up. A message dropped without being
+    /// completed or consumed is handed out again.
+    #[inline]
+    pub fn next_message(&mut self) -> Result<Option<Incoming<'_>>, RingError> {
+        self.consumer.check()?;
+        if self.consumer.tail == self.end {
+            return Ok(None);
+        }
+        self.consumer.incoming().map(Some)
     }
 }
 
@@ -293,6 +429,15 @@ impl Incoming<'_> {
     #[inline]
     pub fn complete_rc(self, rc: i32) {
         Self::finish(self.consumer, self.slot, self.flags, rc);
+    }
+
+    /// Consumes the message without completing it (a one-way message): the
+    /// slot is left untouched, so the producer's [`Completion`](crate::Completion)
+    /// for it carries no [`slot_flags::COMPLETED`] flag, and no write of the
+    /// consumer pulls the slot's cache line away from the producer.
+    #[inline]
+    pub fn consume(self) {
+        self.consumer.tail = self.consumer.tail.wrapping_add(1);
     }
 
     #[inline]

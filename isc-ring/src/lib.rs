@@ -21,6 +21,16 @@
 //!   ([`Consumer::prepare_wait`], [`Producer::prepare_wait`]); the other side
 //!   fences after publishing or releasing and reports [`NeedsWake`] only if the
 //!   flag is set.
+//! - That fence need not be paid per message: [`Producer::publish_deferred`]
+//!   and [`Consumer::release_deferred`] are a bare Release store plus a read
+//!   of the flag (catching a peer that has been asleep for a while), and owe
+//!   the fenced check to one [`Producer::flush_wake`] /
+//!   [`Consumer::flush_wake`] at the end of the burst. `prepare_wait` settles
+//!   an owed check itself and refuses to sleep while a doorbell is owed, so
+//!   a side never sleeps on a wake-up it owes its peer.
+//! - [`Producer::write_chunk`] and [`Consumer::read_chunk`] hand out many
+//!   consecutive slots for one check of the peer's index; one-way messages
+//!   are [consumed](Incoming::consume) without writing a completion.
 //!
 //! # Example
 //!
@@ -67,9 +77,9 @@ mod uid;
 mod view;
 
 pub use config::{ChannelLayout, RingConfig};
-pub use consumer::{Consumer, Incoming};
+pub use consumer::{Consumer, Incoming, ReadChunk};
 pub use error::{BindError, ConfigError, Corruption, RingError};
-pub use producer::{Completion, Outgoing, Producer};
+pub use producer::{Completion, Outgoing, Producer, WriteChunk};
 pub use uid::{ParseUidError, Uid};
 pub use view::NeedsWake;
 

@@ -5,7 +5,7 @@ use crate::error::{Corruption, RingError};
 use crate::mem::relaxed;
 use crate::mem::Mem;
 use crate::sync::{fence, Ordering};
-use crate::view::{peer_wake, NeedsWake, View, FLAGS, LEN, PAYLOAD, RC, SEQ};
+use crate::view::{peer_wake, Deferred, NeedsWake, View, FLAGS, LEN, PAYLOAD, RC, SEQ};
 
 /// Writes messages into a ring and reads back their completions.
 ///
@@ -57,6 +57,8 @@ pub struct Producer {
     tail: u32,
     /// Next released slot whose completion has not been reported.
     reclaimed: u32,
+    /// Wake-up bookkeeping of the deferred publishes.
+    wake: Deferred,
     corrupt: Option<Corruption>,
 }
 
@@ -103,6 +105,7 @@ impl Producer {
             published: head,
             tail,
             reclaimed: tail,
+            wake: Deferred::default(),
             corrupt: None,
         })
     }
@@ -203,23 +206,130 @@ impl Producer {
         }
     }
 
+    /// Reserves up to `max` consecutive free slots at once, for writing many
+    /// messages with one check of the consumer's index (like `rtrb`'s
+    /// `write_chunk`). The chunk may hold fewer slots than asked (none if the
+    /// ring is full); messages written into it are committed one by one and,
+    /// as always, published by [`Producer::publish`] (or
+    /// [`Producer::publish_deferred`]) after the chunk is dropped.
+    ///
+    /// ```
+    /// # use isc_ring::{Consumer, Producer, RingConfig};
+    /// # #[repr(C, align(4096))] struct Page([u8; 4096]);
+    /// # let mut page = Box::new(Page([0; 4096]));
+    /// # RingConfig::new(16, 8).unwrap().init(&mut page.0).unwrap();
+    /// # let ptr = std::ptr::NonNull::new(page.0.as_mut_ptr()).unwrap();
+    /// # let (mut tx, mut rx) = unsafe { (Producer::new(ptr, 4096).unwrap(), Consumer::new(ptr, 4096).unwrap()) };
+    /// let mut chunk = tx.write_chunk(32).unwrap();
+    /// assert_eq!(chunk.remaining(), 8); // the whole ring, not more
+    /// for word in [&b"a"[..], b"bb", b"ccc"] {
+    ///     chunk.push(word, 0).unwrap();
+    /// }
+    /// drop(chunk);
+    /// let _ = tx.publish();
+    ///
+    /// let mut chunk = rx.read_chunk(8).unwrap();
+    /// assert_eq!(chunk.remaining(), 3);
+    /// let mut buf = [0u8; 16];
+    /// while let Some(msg) = chunk.next_message().unwrap() {
+    ///     let n = msg.read(&mut buf);
+    ///     assert_eq!(n, msg.seq() as usize + 1);
+    ///     msg.consume();
+    /// }
+    /// drop(chunk);
+    /// let _ = rx.release();
+    /// ```
+    #[inline]
+    pub fn write_chunk(&mut self, max: u32) -> Result<WriteChunk<'_>, RingError> {
+        self.check()?;
+        let mut free = self.view.slot_count - self.head.wrapping_sub(self.tail);
+        if free < max {
+            self.refresh_tail()?;
+            free = self.view.slot_count - self.head.wrapping_sub(self.tail);
+        }
+        let end = self.head.wrapping_add(free.min(max));
+        Ok(WriteChunk {
+            producer: self,
+            end,
+        })
+    }
+
     /// Makes every committed message visible to the consumer with one
     /// Release store, then tells whether the consumer asked to be woken.
     ///
     /// The SeqCst fence between the store and the read of the wake-up flag
     /// pairs with the one in [`Consumer::prepare_wait`](crate::Consumer::prepare_wait):
-    /// either the consumer sees the new head, or this sees its flag.
+    /// either the consumer sees the new head, or this sees its flag. It also
+    /// completes the check owed by earlier [`Producer::publish_deferred`]
+    /// calls.
     #[inline]
     pub fn publish(&mut self) -> NeedsWake {
-        if self.head == self.published || self.corrupt.is_some() {
+        if self.corrupt.is_some() {
             return NeedsWake(false);
+        }
+        if self.head != self.published {
+            self.view
+                .mem
+                .store(View::head_off(), self.head, Ordering::Release);
+            self.published = self.head;
+        } else if !self.wake.is_owed() {
+            return self.wake.take_ring();
+        }
+        fence(Ordering::SeqCst);
+        self.wake
+            .settle(peer_wake(&self.view.mem, CONSUMER_WAITING))
+    }
+
+    /// Makes every committed message visible to the consumer with one
+    /// Release store, without the fence of the wake-up check: the cheap way
+    /// to publish message by message in a burst.
+    ///
+    /// Reports a wake-up if the consumer's request is already visible (the
+    /// usual case for a consumer that went to sleep a while ago). A consumer
+    /// falling asleep at this very moment may be missed, so the check is
+    /// owed until [`Producer::flush_wake`] (or [`Producer::publish`]) runs:
+    /// call it once at the end of the burst, before stopping producing for
+    /// an unbounded time. While a check is owed,
+    /// [`Producer::prepare_wait`] and [`Producer::prepare_wait_for_release`]
+    /// refuse to sleep.
+    #[inline]
+    pub fn publish_deferred(&mut self) -> NeedsWake {
+        if self.corrupt.is_some() {
+            return NeedsWake(false);
+        }
+        if self.head == self.published {
+            return self.wake.take_ring();
         }
         self.view
             .mem
             .store(View::head_off(), self.head, Ordering::Release);
         self.published = self.head;
+        self.wake.owe(peer_wake(&self.view.mem, CONSUMER_WAITING))
+    }
+
+    /// Completes the wake-up check owed by [`Producer::publish_deferred`]:
+    /// a SeqCst fence, then the consumer's flag. Costs nothing when no
+    /// check is owed.
+    #[inline]
+    pub fn flush_wake(&mut self) -> NeedsWake {
+        if self.corrupt.is_some() {
+            // A broken ring owes its peer nothing.
+            self.wake = Deferred::default();
+            return NeedsWake(false);
+        }
+        if !self.wake.is_owed() {
+            return self.wake.take_ring();
+        }
         fence(Ordering::SeqCst);
-        peer_wake(&self.view.mem, CONSUMER_WAITING)
+        self.wake
+            .settle(peer_wake(&self.view.mem, CONSUMER_WAITING))
+    }
+
+    /// True while a wake-up check or a doorbell is owed to the consumer
+    /// (see [`Producer::publish_deferred`]).
+    #[inline]
+    pub fn wake_owed(&self) -> bool {
+        self.wake.is_owed() || self.wake.ring_owed()
     }
 
     /// The completion of the oldest released slot not yet reported, if any.
@@ -268,12 +378,14 @@ impl Producer {
     /// returns `true` if it is still full (sleep on the doorbell, then call
     /// [`Producer::finish_wait`]), `false` if space appeared meanwhile (the
     /// flag is already cleared; don't sleep).
+    ///
+    /// Also returns `false` while a wake-up is owed to the consumer (see
+    /// [`Producer::publish_deferred`]): call [`Producer::flush_wake`], ring
+    /// if told to, and try again.
     #[inline]
     pub fn prepare_wait(&mut self) -> bool {
-        let mem = &self.view.mem;
-        mem.fetch_or(View::flags_off(), PRODUCER_WAITING, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let full = matches!(self.free_slots(), Ok(0));
+        self.announce_wait();
+        let full = matches!(self.free_slots(), Ok(0)) && !self.wake.ring_owed();
         if !full {
             self.finish_wait();
         }
@@ -285,14 +397,27 @@ impl Producer {
     /// returns `true` if `seq` is still unreleased after the fence.
     #[inline]
     pub fn prepare_wait_for_release(&mut self, seq: u32) -> bool {
-        let mem = &self.view.mem;
-        mem.fetch_or(View::flags_off(), PRODUCER_WAITING, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let pending = self.refresh_tail().is_ok() && self.is_unreleased(seq);
+        self.announce_wait();
+        let pending =
+            self.refresh_tail().is_ok() && self.is_unreleased(seq) && !self.wake.ring_owed();
         if !pending {
             self.finish_wait();
         }
         pending
+    }
+
+    /// Sets `PRODUCER_WAITING` and fences; the fence also settles an owed
+    /// wake-up check, turning it into an owed doorbell if the consumer
+    /// sleeps.
+    #[inline]
+    fn announce_wait(&mut self) {
+        let mem = &self.view.mem;
+        mem.fetch_or(View::flags_off(), PRODUCER_WAITING, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.wake.is_owed() && self.corrupt.is_none() {
+            let wake = peer_wake(&self.view.mem, CONSUMER_WAITING);
+            self.wake.keep(wake);
+        }
     }
 
     /// True if `seq` was committed and the consumer has not released it yet
@@ -376,6 +501,67 @@ impl Outgoing<'_> {
         }
         self.producer.view.mem.write(self.slot + PAYLOAD, msg);
         self.commit(msg.len(), flags)
+    }
+}
+
+/// Consecutive free slots reserved by [`Producer::write_chunk`].
+///
+/// Each message written into it is committed at once (in order); dropping
+/// the chunk keeps what was committed and gives back the unused slots.
+/// Nothing is visible to the consumer before the producer publishes.
+#[derive(Debug)]
+pub struct WriteChunk<'a> {
+    producer: &'a mut Producer,
+    /// One past the last slot of the chunk.
+    end: u32,
+}
+
+impl WriteChunk<'_> {
+    /// Slots of the chunk not written yet.
+    #[inline]
+    pub fn remaining(&self) -> u32 {
+        self.end.wrapping_sub(self.producer.head)
+    }
+
+    /// True when every slot of the chunk is written.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.producer.head == self.end
+    }
+
+    /// The next slot of the chunk, to write in place and commit, or `None`
+    /// when the chunk is used up.
+    #[inline]
+    pub fn next_slot(&mut self) -> Option<Outgoing<'_>> {
+        let p = &mut *self.producer;
+        if p.head == self.end {
+            return None;
+        }
+        // Reusing a slot forfeits its unread completion.
+        if p.head.wrapping_sub(p.reclaimed) >= p.view.slot_count {
+            p.reclaimed = p.head.wrapping_sub(p.view.slot_count).wrapping_add(1);
+        }
+        let slot = p.view.slot(p.head);
+        Some(Outgoing { producer: p, slot })
+    }
+
+    /// Copies `msg` into the next slot of the chunk and commits it with
+    /// `flags`; returns its sequence number. Fails with
+    /// [`RingError::TooLarge`], or [`RingError::Full`] when the chunk is used
+    /// up, without side effects.
+    #[inline]
+    pub fn push(&mut self, msg: &[u8], flags: u32) -> Result<u32, RingError> {
+        let max = self.producer.view.msz;
+        if msg.len() > max as usize {
+            return Err(RingError::TooLarge {
+                len: msg.len(),
+                max,
+            });
+        }
+        match self.next_slot() {
+            Some(slot) => slot.write(msg, flags),
+            None => Err(RingError::Full),
+        }
     }
 }
 

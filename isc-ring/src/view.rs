@@ -96,7 +96,59 @@ impl NeedsWake {
     }
 }
 
-/// Reads a peer's wake-up request after a SeqCst fence, consuming it.
+/// The wake-up check a side owes its peer after publishing (or releasing)
+/// without a fence: `owed` until a SeqCst fence and a read of the peer's
+/// flag settle it; `ring` when that read found the peer asleep but the
+/// doorbell could not be reported yet (inside `prepare_wait`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Deferred {
+    owed: bool,
+    ring: bool,
+}
+
+impl Deferred {
+    #[inline]
+    pub fn is_owed(&self) -> bool {
+        self.owed
+    }
+
+    #[inline]
+    pub fn ring_owed(&self) -> bool {
+        self.ring
+    }
+
+    /// After an unfenced read of the peer's flag: a request seen settles
+    /// every earlier debt (the doorbell follows this side's newest index
+    /// store); none seen leaves a check owed.
+    #[inline]
+    pub fn owe(&mut self, seen: NeedsWake) -> NeedsWake {
+        self.owed = !seen.0;
+        NeedsWake(seen.0 | core::mem::take(&mut self.ring))
+    }
+
+    /// After a fenced read of the peer's flag: nothing is owed any more.
+    #[inline]
+    pub fn settle(&mut self, seen: NeedsWake) -> NeedsWake {
+        self.owed = false;
+        NeedsWake(seen.0 | core::mem::take(&mut self.ring))
+    }
+
+    /// Like `settle`, keeping a needed doorbell for the next report.
+    #[inline]
+    pub fn keep(&mut self, seen: NeedsWake) {
+        self.owed = false;
+        self.ring |= seen.0;
+    }
+
+    /// Reports (and forgets) a doorbell kept by `keep`.
+    #[inline]
+    pub fn take_ring(&mut self) -> NeedsWake {
+        NeedsWake(core::mem::take(&mut self.ring))
+    }
+}
+
+/// Reads a peer's wake-up request (after a SeqCst fence, for the guarantee;
+/// without one, as a hint), consuming it.
 #[inline]
 pub(crate) fn peer_wake(mem: &Mem, bit: u32) -> NeedsWake {
     if mem.load(View::flags_off(), Ordering::Relaxed) & bit == 0 {

@@ -134,6 +134,9 @@ fn assert_producer_stuck(tx: &mut Producer, c: Corruption) {
     assert_eq!(tx.reserve().map(|s| s.is_some()), Err(e));
     assert_eq!(tx.completion().map(|c| c.is_some()), Err(e));
     assert!(!tx.publish().is_needed());
+    assert!(!tx.publish_deferred().is_needed());
+    assert!(!tx.flush_wake().is_needed());
+    assert_eq!(tx.write_chunk(4).map(|c| c.remaining()), Err(e));
     assert!(!tx.prepare_wait(), "a broken ring is no reason to sleep");
     assert!(!tx.prepare_wait_for_release(0));
 }
@@ -144,6 +147,9 @@ fn assert_consumer_stuck(rx: &mut Consumer, c: Corruption) {
     assert_eq!(rx.pending(), Err(e));
     assert_eq!(rx.peek().map(|m| m.is_some()), Err(e));
     assert!(!rx.release().is_needed());
+    assert!(!rx.release_deferred().is_needed());
+    assert!(!rx.flush_wake().is_needed());
+    assert_eq!(rx.read_chunk(4).map(|c| c.remaining()), Err(e));
     assert!(!rx.prepare_wait(), "a broken ring is no reason to sleep");
 }
 
@@ -495,6 +501,14 @@ enum Step {
     Counts,
     Waits,
     Reattach,
+    /// `write_chunk` with up to `n` pushes, then `read_chunk` reading and
+    /// consuming up to `n` messages.
+    Chunks {
+        n: u8,
+        fill: u8,
+    },
+    /// `publish_deferred`, `release_deferred`, then both `flush_wake`s.
+    Deferred,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -505,6 +519,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (any::<u8>(), 0u8..4, any::<u32>())
             .prop_map(|(slot, field, val)| Step::SlotField { slot, field, val }),
         6 => (any::<u8>(), any::<u8>()).prop_map(|(len, fill)| Step::Push { len, fill }),
+        2 => (any::<u8>(), any::<u8>()).prop_map(|(n, fill)| Step::Chunks { n, fill }),
+        1 => Just(Step::Deferred),
         3 => Just(Step::Publish),
         6 => (any::<u8>(), any::<bool>()).prop_map(|(reply, complete)| Step::Peek { reply, complete }),
         3 => Just(Step::Release),
@@ -616,6 +632,49 @@ fn exercise(a: &Arena, steps: &[Step]) -> Result<bool, TestCaseError> {
             Step::Release => {
                 let wake = rx.release();
                 prop_assert!(!(cs.broken() && wake.is_needed()));
+            }
+            Step::Chunks { n, fill } => {
+                let n = u32::from(n % 8);
+                let r = tx.write_chunk(n).map(|mut chunk| {
+                    let reserved = chunk.remaining();
+                    let mut k = 0;
+                    while chunk
+                        .push(&buf[..(k + usize::from(fill)) % (msz + 1)], 0)
+                        .is_ok()
+                    {
+                        k += 1;
+                    }
+                    (reserved, k, chunk.remaining())
+                });
+                if let Ok((reserved, pushed, left)) = r {
+                    prop_assert!(reserved <= n, "chunk beyond its request");
+                    prop_assert_eq!((pushed as u32, left), (reserved, 0));
+                }
+                ps.check(&r, None)?;
+                let mut out = vec![0u8; msz];
+                let r = rx.read_chunk(n).and_then(|mut chunk| {
+                    let ready = chunk.remaining();
+                    let mut lens = Vec::new();
+                    while let Some(m) = chunk.next_message()? {
+                        lens.push((m.len(), m.read(&mut out)));
+                        m.consume();
+                    }
+                    Ok((ready, lens))
+                });
+                if let Ok((ready, lens)) = &r {
+                    prop_assert!(*ready <= n && lens.len() as u32 == *ready);
+                    prop_assert!(lens.iter().all(|&(len, got)| len <= msz && got == len));
+                }
+                cs.check(&r, None)?;
+            }
+            Step::Deferred => {
+                let wake = tx.publish_deferred();
+                prop_assert!(!(ps.broken() && wake.is_needed()));
+                let wake = rx.release_deferred();
+                prop_assert!(!(cs.broken() && wake.is_needed()));
+                let (pw, cw) = (tx.flush_wake(), rx.flush_wake());
+                prop_assert!(!(ps.broken() && pw.is_needed()));
+                prop_assert!(!(cs.broken() && cw.is_needed()));
             }
             Step::Completion => {
                 let r = match tx.completion() {

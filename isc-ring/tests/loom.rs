@@ -420,3 +420,186 @@ fn wait_for_release() {
         consumer.join().unwrap();
     });
 }
+
+/// Deferred wake-up checks, consumer side: the producer publishes every
+/// message with `publish_deferred` (no fence) and pays the fenced check once,
+/// with `flush_wake`, after its last message. The consumer sleeps whenever it
+/// finds the ring empty. Neither the last message nor an earlier one may be
+/// left unannounced to a sleeping consumer.
+#[test]
+fn consumer_wakeup_deferred() {
+    const N: u32 = 3;
+    check(Some(3), || {
+        let (mut tx, mut rx) = ring(2);
+        let bell = Doorbell::new();
+        let producer_bell = bell.clone();
+        let producer = thread::spawn(move || {
+            for i in 0..N {
+                push_spinning_flushed(&mut tx, i, &producer_bell);
+                if tx.publish_deferred().is_needed() {
+                    producer_bell.ring();
+                }
+            }
+            if tx.flush_wake().is_needed() {
+                producer_bell.ring();
+            }
+            assert!(!tx.wake_owed());
+        });
+        let mut i = 0;
+        while i < N {
+            match rx.peek().unwrap() {
+                Some(msg) => {
+                    check_incoming(msg, i);
+                    i += 1;
+                    let _ = rx.release();
+                }
+                None => {
+                    if rx.prepare_wait() {
+                        bell.wait();
+                    }
+                    rx.finish_wait();
+                }
+            }
+        }
+        producer.join().unwrap();
+    });
+}
+
+/// Pushes message `i`; while the ring is full, settles the owed wake-up
+/// check (ringing `bell` if the consumer sleeps) and yields.
+fn push_spinning_flushed(tx: &mut Producer, i: u32, bell: &Doorbell) {
+    loop {
+        match tx.push(&message(i), 0) {
+            Ok(seq) => {
+                assert_eq!(seq, i);
+                return;
+            }
+            Err(RingError::Full) => {
+                if tx.flush_wake().is_needed() {
+                    bell.ring();
+                }
+                thread::yield_now();
+            }
+            Err(e) => panic!("push {i}: {e}"),
+        }
+    }
+}
+
+/// Deferred wake-up checks, producer side: one slot, so the producer sleeps
+/// after every message until the consumer releases it; the consumer releases
+/// each message with `release_deferred` and settles the check with
+/// `flush_wake` before it idles.
+#[test]
+fn producer_wakeup_deferred() {
+    const N: u32 = 3;
+    check(Some(3), || {
+        let (mut tx, mut rx) = ring(1);
+        let bell = Doorbell::new();
+        let consumer_bell = bell.clone();
+        let consumer = thread::spawn(move || {
+            let mut i = 0;
+            while i < N {
+                match rx.peek().unwrap() {
+                    Some(msg) => {
+                        check_incoming(msg, i);
+                        i += 1;
+                        if rx.release_deferred().is_needed() {
+                            consumer_bell.ring();
+                        }
+                    }
+                    None => {
+                        if rx.flush_wake().is_needed() {
+                            consumer_bell.ring();
+                        }
+                        thread::yield_now();
+                    }
+                }
+            }
+            if rx.flush_wake().is_needed() {
+                consumer_bell.ring();
+            }
+        });
+        for i in 0..N {
+            loop {
+                match tx.push(&message(i), 0) {
+                    Ok(_) => break,
+                    Err(RingError::Full) => {
+                        if tx.prepare_wait() {
+                            bell.wait();
+                        }
+                        tx.finish_wait();
+                    }
+                    Err(e) => panic!("push {i}: {e}"),
+                }
+            }
+            let _ = tx.publish();
+        }
+        consumer.join().unwrap();
+    });
+}
+
+/// Both sides deferred and both sleeping: each publishes or releases
+/// without a fence, and goes to sleep through `prepare_wait` *without*
+/// settling its owed check first. `prepare_wait` must then settle it itself
+/// and refuse to sleep while a doorbell is owed; the loop rings it after
+/// `flush_wake`. One slot, two messages.
+#[test]
+fn both_sides_deferred() {
+    const N: u32 = 2;
+    check(Some(3), || {
+        let (mut tx, mut rx) = ring(1);
+        let to_consumer = Doorbell::new();
+        let to_producer = Doorbell::new();
+        let (c_in, c_out) = (to_consumer.clone(), to_producer.clone());
+        let consumer = thread::spawn(move || {
+            let mut i = 0;
+            while i < N {
+                match rx.peek().unwrap() {
+                    Some(msg) => {
+                        check_incoming(msg, i);
+                        i += 1;
+                        if rx.release_deferred().is_needed() {
+                            c_out.ring();
+                        }
+                    }
+                    None => {
+                        if rx.prepare_wait() {
+                            c_in.wait();
+                        }
+                        rx.finish_wait();
+                        if rx.flush_wake().is_needed() {
+                            c_out.ring();
+                        }
+                    }
+                }
+            }
+            if rx.flush_wake().is_needed() {
+                c_out.ring();
+            }
+        });
+        for i in 0..N {
+            loop {
+                match tx.push(&message(i), 0) {
+                    Ok(_) => break,
+                    Err(RingError::Full) => {
+                        if tx.prepare_wait() {
+                            to_producer.wait();
+                        }
+                        tx.finish_wait();
+                        if tx.flush_wake().is_needed() {
+                            to_consumer.ring();
+                        }
+                    }
+                    Err(e) => panic!("push {i}: {e}"),
+                }
+            }
+            if tx.publish_deferred().is_needed() {
+                to_consumer.ring();
+            }
+        }
+        if tx.flush_wake().is_needed() {
+            to_consumer.ring();
+        }
+        consumer.join().unwrap();
+    });
+}

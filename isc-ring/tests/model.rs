@@ -28,6 +28,8 @@ enum Action {
     /// Complete it with a result code and a reply of `len` bytes (possibly
     /// too long) filled from `fill`.
     Complete { rc: i32, len: u16, fill: u8 },
+    /// Consume it without a completion.
+    Consume,
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +50,29 @@ enum Op {
         commit: bool,
     },
     Publish,
+    /// `publish_deferred`: no fence, the wake-up check owed.
+    PublishDeferred,
+    /// `Producer::flush_wake`.
+    ProducerFlush,
+    /// `write_chunk(max)`, then up to `n` messages pushed into it (lengths
+    /// from `len` onwards, some too large).
+    WriteChunk {
+        max: u8,
+        n: u8,
+        len: u16,
+        fill: u8,
+    },
+    /// `read_chunk(max)`, then up to `n` messages read, each completed with
+    /// its index as rc, or consumed when `consume`.
+    ReadChunk {
+        max: u8,
+        n: u8,
+        consume: bool,
+    },
+    /// `release_deferred`.
+    ReleaseDeferred,
+    /// `Consumer::flush_wake`.
+    ConsumerFlush,
     /// `peek`, read into a buffer of `buf` bytes, then act.
     Peek {
         buf: u16,
@@ -78,6 +103,7 @@ fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         1 => Just(Action::Drop),
         3 => any::<i32>().prop_map(Action::CompleteRc),
+        1 => Just(Action::Consume),
         4 => (any::<i32>(), any::<u16>(), any::<u8>())
             .prop_map(|(rc, len, fill)| Action::Complete { rc, len, fill }),
     ]
@@ -91,6 +117,14 @@ fn op() -> impl Strategy<Value = Op> {
             |(len, fill, flags, commit)| Op::Reserve { len, fill, flags, commit }
         ),
         4 => Just(Op::Publish),
+        2 => Just(Op::PublishDeferred),
+        1 => Just(Op::ProducerFlush),
+        2 => (any::<u8>(), any::<u8>(), any::<u16>(), any::<u8>())
+            .prop_map(|(max, n, len, fill)| Op::WriteChunk { max, n, len, fill }),
+        2 => (any::<u8>(), any::<u8>(), any::<bool>())
+            .prop_map(|(max, n, consume)| Op::ReadChunk { max, n, consume }),
+        2 => Just(Op::ReleaseDeferred),
+        1 => Just(Op::ConsumerFlush),
         8 => (any::<u16>(), action()).prop_map(|(buf, action)| Op::Peek { buf, action }),
         3 => Just(Op::Release),
         4 => any::<u16>().prop_map(|buf| Op::Completion { buf }),
@@ -135,6 +169,42 @@ struct Model {
     head: u64,
     consumer_waiting: bool,
     producer_waiting: bool,
+    /// Wake-up checks owed after deferred publishes / releases, and
+    /// doorbells owed after `prepare_wait` settled such a check.
+    producer_owes: Owed,
+    consumer_owes: Owed,
+}
+
+/// What one side owes its peer after deferred publishes or releases.
+#[derive(Clone, Copy, Debug, Default)]
+struct Owed {
+    check: bool,
+    ring: bool,
+}
+
+impl Owed {
+    /// A deferred store followed by a read of the peer's flag: in one thread
+    /// the read sees the flag exactly.
+    fn deferred(&mut self, peer_waiting: &mut bool) -> bool {
+        let seen = std::mem::take(peer_waiting);
+        self.check = !seen;
+        seen | std::mem::take(&mut self.ring)
+    }
+
+    /// A fenced check (publish, release, flush_wake).
+    fn settle(&mut self, peer_waiting: &mut bool) -> bool {
+        let seen = self.check && std::mem::take(peer_waiting);
+        self.check = false;
+        seen | std::mem::take(&mut self.ring)
+    }
+
+    /// `prepare_wait`: settle an owed check, keeping the doorbell.
+    fn keep(&mut self, peer_waiting: &mut bool) {
+        if self.check {
+            self.ring |= std::mem::take(peer_waiting);
+            self.check = false;
+        }
+    }
 }
 
 impl Model {
@@ -218,6 +288,8 @@ fn run(msz: u32, num: u32, start: u32, ops: Vec<Op>) -> Result<(), TestCaseError
         head: 0,
         consumer_waiting: false,
         producer_waiting: false,
+        producer_owes: Owed::default(),
+        consumer_owes: Owed::default(),
     };
     let limit = m.msz + 3;
     let wrap = move |raw: u16| raw as usize % limit;
@@ -271,12 +343,86 @@ fn run(msz: u32, num: u32, start: u32, ops: Vec<Op>) -> Result<(), TestCaseError
             }
             Op::Publish => {
                 let wake = tx.publish().is_needed();
-                if m.head == m.published {
-                    prop_assert!(!wake);
-                } else {
-                    prop_assert_eq!(wake, m.consumer_waiting);
-                    m.consumer_waiting = false;
+                if m.head != m.published {
+                    m.producer_owes.check = true;
                     m.published = m.head;
+                }
+                let want = m.producer_owes.settle(&mut m.consumer_waiting);
+                prop_assert_eq!(wake, want);
+            }
+            Op::PublishDeferred => {
+                let wake = tx.publish_deferred().is_needed();
+                let want = if m.head == m.published {
+                    std::mem::take(&mut m.producer_owes.ring)
+                } else {
+                    m.published = m.head;
+                    m.producer_owes.deferred(&mut m.consumer_waiting)
+                };
+                prop_assert_eq!(wake, want);
+                prop_assert_eq!(
+                    tx.wake_owed(),
+                    m.producer_owes.check || m.producer_owes.ring
+                );
+            }
+            Op::ProducerFlush => {
+                let wake = tx.flush_wake().is_needed();
+                prop_assert_eq!(wake, m.producer_owes.settle(&mut m.consumer_waiting));
+                prop_assert!(!tx.wake_owed());
+            }
+            Op::WriteChunk { max, n, len, fill } => {
+                let max = u32::from(max % 12);
+                let mut chunk = tx.write_chunk(max).unwrap();
+                let size = (m.free() as u32).min(max);
+                prop_assert_eq!(chunk.remaining(), size);
+                prop_assert_eq!(chunk.is_empty(), size == 0);
+                for k in 0..n % 12 {
+                    let len = wrap(len.wrapping_add(u16::from(k) * 7));
+                    let data = pattern(len, fill.wrapping_add(k));
+                    let left = chunk.remaining();
+                    let got = chunk.push(&data, u32::from(k));
+                    if len > m.msz {
+                        prop_assert_eq!(got, Err(RingError::TooLarge { len, max: msz }));
+                    } else if left == 0 {
+                        prop_assert_eq!(got, Err(RingError::Full));
+                    } else {
+                        prop_assert_eq!(got, Ok(m.seq(m.head)));
+                        m.reuse();
+                        m.commit(data, u32::from(k));
+                        prop_assert_eq!(chunk.remaining(), left - 1);
+                    }
+                }
+            }
+            Op::ReadChunk { max, n, consume } => {
+                let max = u32::from(max % 12);
+                let mut chunk = rx.read_chunk(max).unwrap();
+                let size = ((m.published - m.consumed) as u32).min(max);
+                prop_assert_eq!(chunk.remaining(), size);
+                let mut out = vec![0u8; m.msz];
+                for _ in 0..n % 12 {
+                    let left = chunk.remaining();
+                    let msg = chunk.next_message().unwrap();
+                    if left == 0 {
+                        prop_assert!(msg.is_none());
+                        continue;
+                    }
+                    let msg = msg.expect("a message of the chunk");
+                    let i = m.consumed;
+                    let want = m.slot(i).clone();
+                    prop_assert_eq!(msg.seq(), m.seq(i));
+                    prop_assert_eq!(msg.flags(), want.flags);
+                    let got = msg.read(&mut out);
+                    prop_assert_eq!(&out[..got], &want.data[..]);
+                    if consume {
+                        msg.consume();
+                    } else {
+                        msg.complete_rc(i as i32);
+                        let s = m.slot(i);
+                        s.rc = i as i32;
+                        s.flags = want.flags | slot_flags::COMPLETED;
+                    }
+                    m.consumed += 1;
+                    prop_assert_eq!(chunk.remaining(), left - 1);
+                    prop_assert_eq!(chunk.is_empty(), left == 1);
                 }
             }
             Op::Peek { buf, action } => {
@@ -299,6 +445,10 @@ fn run(msz: u32, num: u32, start: u32, ops: Vec<Op>) -> Result<(), TestCaseError
                 prop_assert_eq!(&out[..got], &want.data[..got]);
                 match action {
                     Action::Drop => {}
+                    Action::Consume => {
+                        msg.consume();
+                        m.consumed += 1;
+                    }
                     Action::CompleteRc(rc) => {
                         msg.complete_rc(rc);
                         let s = m.slot(i);
@@ -326,13 +476,31 @@ fn run(msz: u32, num: u32, start: u32, ops: Vec<Op>) -> Result<(), TestCaseError
             }
             Op::Release => {
                 let wake = rx.release().is_needed();
-                if m.consumed == m.released {
-                    prop_assert!(!wake);
-                } else {
-                    prop_assert_eq!(wake, m.producer_waiting);
-                    m.producer_waiting = false;
+                if m.consumed != m.released {
+                    m.consumer_owes.check = true;
                     m.released = m.consumed;
                 }
+                let want = m.consumer_owes.settle(&mut m.producer_waiting);
+                prop_assert_eq!(wake, want);
+            }
+            Op::ReleaseDeferred => {
+                let wake = rx.release_deferred().is_needed();
+                let want = if m.consumed == m.released {
+                    std::mem::take(&mut m.consumer_owes.ring)
+                } else {
+                    m.released = m.consumed;
+                    m.consumer_owes.deferred(&mut m.producer_waiting)
+                };
+                prop_assert_eq!(wake, want);
+                prop_assert_eq!(
+                    rx.wake_owed(),
+                    m.consumer_owes.check || m.consumer_owes.ring
+                );
+            }
+            Op::ConsumerFlush => {
+                let wake = rx.flush_wake().is_needed();
+                prop_assert_eq!(wake, m.consumer_owes.settle(&mut m.producer_waiting));
+                prop_assert!(!rx.wake_owed());
             }
             Op::Completion { buf } => {
                 let done = tx.completion().unwrap();
@@ -354,7 +522,8 @@ fn run(msz: u32, num: u32, start: u32, ops: Vec<Op>) -> Result<(), TestCaseError
             }
             Op::ConsumerPrepareWait => {
                 let sleep = rx.prepare_wait();
-                prop_assert_eq!(sleep, m.consumed == m.published);
+                m.consumer_owes.keep(&mut m.producer_waiting);
+                prop_assert_eq!(sleep, m.consumed == m.published && !m.consumer_owes.ring);
                 m.consumer_waiting = sleep;
             }
             Op::ConsumerFinishWait => {
@@ -363,7 +532,8 @@ fn run(msz: u32, num: u32, start: u32, ops: Vec<Op>) -> Result<(), TestCaseError
             }
             Op::ProducerPrepareWait => {
                 let sleep = tx.prepare_wait();
-                prop_assert_eq!(sleep, m.free() == 0);
+                m.producer_owes.keep(&mut m.consumer_waiting);
+                prop_assert_eq!(sleep, m.free() == 0 && !m.producer_owes.ring);
                 m.producer_waiting = sleep;
             }
             Op::ProducerWaitForRelease { back } => {
@@ -371,7 +541,8 @@ fn run(msz: u32, num: u32, start: u32, ops: Vec<Op>) -> Result<(), TestCaseError
                 let seq = m.seq(i);
                 let unreleased = i < m.head && i >= m.released;
                 let sleep = tx.prepare_wait_for_release(seq);
-                prop_assert_eq!(sleep, unreleased);
+                m.producer_owes.keep(&mut m.consumer_waiting);
+                prop_assert_eq!(sleep, unreleased && !m.producer_owes.ring);
                 prop_assert_eq!(tx.is_unreleased(seq), unreleased);
                 m.producer_waiting = sleep;
             }
@@ -390,11 +561,14 @@ fn run(msz: u32, num: u32, start: u32, ops: Vec<Op>) -> Result<(), TestCaseError
             }
             Op::ReattachConsumer => {
                 rx = attach_consumer(ptr);
-                // Consumed but unreleased messages come back, as completed.
+                // Consumed but unreleased messages come back (as completed,
+                // if they were), and a new view owes nothing.
                 m.consumed = m.released;
+                m.consumer_owes = Owed::default();
             }
             Op::ReattachProducer => {
                 tx = attach_producer(ptr);
+                m.producer_owes = Owed::default();
                 // Unpublished commits and unreported completions are gone.
                 while m.head > m.published {
                     m.slots.pop_back();

@@ -415,8 +415,15 @@ impl UserRx {
 
     /// Takes the next entry of `k2u`, if any: copies a post into `buf`,
     /// completes the slot with rc 0 and releases it.
+    ///
+    /// The release skips the fence of the wake-up check
+    /// (`Consumer::release_deferred`); the check is paid once, when the ring
+    /// is found empty (the end of a burst).
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<Event>, SimError> {
         let Some(inc) = self.rx.peek()? else {
+            if self.rx.flush_wake().is_needed() {
+                self.link.kick()?;
+            }
             return Ok(None);
         };
         let flags = inc.flags();
@@ -436,7 +443,9 @@ impl UserRx {
             }
         };
         inc.complete_rc(0);
-        self.release()?;
+        if self.rx.release_deferred().is_needed() {
+            self.link.kick()?;
+        }
         Ok(Some(event))
     }
 

@@ -12,7 +12,8 @@
  * produces, user consumes) at k2u_offset. A ring is a struct isc_ring_header
  * followed, at info.slots_offset, by info.slot_count slots of
  * info.slot_stride bytes, each a struct isc_slot_header and info.msz payload
- * bytes. Indices are free-running u32s masked by slot_count - 1.
+ * bytes, packed: the stride is 16 + msz rounded up to ISC_SLOT_ALIGN. Indices
+ * are free-running u32s masked by slot_count - 1.
  *
  * Usable from the kernel and from userspace C (needs only linux/types.h and
  * linux/ioctl.h).
@@ -25,8 +26,8 @@
 
 /* "ISCR" read as a little-endian u32: marks an initialised ring header. */
 #define ISC_RING_MAGIC		0x52435349U
-/* Version of the layout and of the device protocol. */
-#define ISC_ABI_VERSION		1U
+/* Version of the layout and of the device protocol (2: packed slots). */
+#define ISC_ABI_VERSION		2U
 
 /* Hard caps of a ring. */
 #define ISC_MAX_MSZ		(64U * 1024U)
@@ -34,8 +35,8 @@
 #define ISC_MAX_RING_BYTES	(16U * 1024U * 1024U)
 /* Rings start on, and are sized in, multiples of this. */
 #define ISC_REGION_ALIGN	4096U
-/* Slot strides are a multiple of this. */
-#define ISC_SLOT_ALIGN		64U
+/* Slot strides are a multiple of this (slots are packed, not line-sized). */
+#define ISC_SLOT_ALIGN		16U
 /* Offset of slot 0 from its ring header (sizeof(struct isc_ring_header)). */
 #define ISC_SLOTS_OFFSET	256U
 
