@@ -1,16 +1,25 @@
-//! The host side: a registry of simulated drivers and one service thread per
-//! bound channel, playing the kernel's role step for step.
+//! The host side: a registry of simulated drivers and a fixed set of service
+//! threads serving the bound channels, playing the kernel's role step for
+//! step.
 //!
 //! # Threads
 //!
-//! Every channel has one **service thread**. It drains the channel's `u2k`
-//! ring (the device's `ISC_IOC_KICK`), and it alone calls the driver's
+//! Every channel is served by one of the host's **service threads** (at most
+//! [`default_service_threads`], or as many as [`SimHost::with_threads`]
+//! says, whatever the number of channels). Its thread drains the channel's
+//! `u2k` ring (the device's `ISC_IOC_KICK`), and it alone calls the driver's
 //! callbacks for that channel, so `bound`, `got` and `unbind` of one channel
 //! never run concurrently. It also watches the connection to the user: a
 //! hang-up (the endpoint dropped, or its process died) is the user's unbind.
+//! A service thread sleeps in `epoll_wait` on the doorbells and connections
+//! of its channels and spins only while work keeps arriving, so idle
+//! channels cost no CPU. Callbacks of different channels of one thread run
+//! one after the other: a callback that blocks holds up the other channels
+//! of its thread.
+//!
 //! [`SimHost::listen`] adds one accept thread per socket; each accepted
-//! connection's thread does the handshake and then becomes the channel's
-//! service thread.
+//! connection gets a short-lived thread for the handshake, which then hands
+//! the channel to a service thread.
 //!
 //! # Binding
 //!
@@ -35,7 +44,8 @@
 
 use crate::endpoint::UserEndpoint;
 use crate::error::{Fault, PostError, SimError, Uid};
-use crate::sys::{fired, poll_timeout, Doorbell, Region, SpinWait};
+use crate::pool::Pool;
+use crate::sys::{fired, poll_timeout, Doorbell, Region};
 use crate::wire::{self, BindReply};
 use isc_ring::abi::{errno, slot_flags, BindRequest, BindResponse};
 use isc_ring::{ChannelLayout, Consumer, Producer, RingError};
@@ -48,7 +58,7 @@ use nix::sys::socket::{
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -68,14 +78,16 @@ use zerocopy::IntoBytes;
 /// channel's CPU cost negligible.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
-/// Messages completed between two releases of `u2k` while draining: one
-/// release (a store and a fence) per batch, yet callers early in a long
-/// batch get their replies without waiting for its end.
-const RELEASE_BATCH: u32 = 16;
+/// The number of service threads a host runs at most unless told otherwise:
+/// one per CPU the process may use, at most 8 (so a host never has more
+/// spinning threads than CPUs, however many channels it serves).
+pub fn default_service_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
 
 /// How often a service thread retries queued control messages when the user
 /// does not ring after releasing `k2u` slots.
-const CONTROL_RETRY: Duration = Duration::from_millis(5);
+pub(crate) const CONTROL_RETRY: Duration = Duration::from_millis(5);
 
 /// How long an accepted connection may take to send its bind request.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,7 +98,7 @@ const EIO: i32 = 5;
 thread_local! {
     /// Set on service threads: driver callbacks run there, and an
     /// `unregister` issued from one must not wait for a service thread.
-    static IN_SERVICE: Cell<bool> = const { Cell::new(false) };
+    pub(crate) static IN_SERVICE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// True on a host's service thread (where driver callbacks run).
@@ -516,14 +528,16 @@ struct Registry {
     epoch: u64,
 }
 
-struct HostInner {
+pub(crate) struct HostInner {
     registry: Mutex<Registry>,
-    shutdown: AtomicBool,
+    pub(crate) shutdown: AtomicBool,
     /// Rung once at shutdown and never drained: every thread polls it.
-    stop: Doorbell,
+    pub(crate) stop: Doorbell,
     threads: Mutex<Vec<JoinHandle<()>>>,
     sockets: Mutex<Vec<PathBuf>>,
-    spin: Duration,
+    pub(crate) spin: Duration,
+    /// The service threads.
+    pool: Pool,
     next_id: AtomicU64,
     counters: Arc<Counters>,
 }
@@ -547,14 +561,24 @@ impl fmt::Debug for SimHost {
 }
 
 impl SimHost {
-    /// A host whose service threads spin [`DEFAULT_SPIN`] before sleeping.
+    /// A host whose service threads spin [`DEFAULT_SPIN`] before sleeping,
+    /// with [`default_service_threads`] of them.
     pub fn new() -> Result<Self, SimError> {
         Self::with_spin(DEFAULT_SPIN)
     }
 
     /// A host whose service threads spin for `spin` before sleeping
-    /// (`Duration::ZERO`: sleep at once; lowest CPU use, highest latency).
+    /// (`Duration::ZERO`: sleep at once; lowest CPU use, highest latency),
+    /// with [`default_service_threads`] of them.
     pub fn with_spin(spin: Duration) -> Result<Self, SimError> {
+        Self::with_threads(spin, default_service_threads())
+    }
+
+    /// A host with at most `threads` service threads (at least one), each
+    /// serving its share of the channels from one `epoll` loop; they start
+    /// as channels arrive. A service thread spins for `spin` after its last
+    /// piece of work before sleeping; idle channels cost no CPU.
+    pub fn with_threads(spin: Duration, threads: usize) -> Result<Self, SimError> {
         Ok(Self {
             inner: Arc::new(HostInner {
                 registry: Mutex::default(),
@@ -563,6 +587,7 @@ impl SimHost {
                 threads: Mutex::default(),
                 sockets: Mutex::default(),
                 spin,
+                pool: Pool::new(threads),
                 next_id: AtomicU64::new(1),
                 counters: Arc::default(),
             }),
@@ -641,7 +666,7 @@ impl SimHost {
         )?;
         let (service, resp) = self.inner.attach(req, host_end)?;
         let fds = service.ch.user_fds();
-        spawn_service(&self.inner, service)?;
+        self.inner.pool.place(&self.inner, service)?;
         UserEndpoint::from_parts(req, resp, fds?, user_end)
     }
 
@@ -727,6 +752,14 @@ fn wake_for_registry(ch: &Channel) {
 }
 
 impl HostInner {
+    /// Keeps a started thread for joining at shutdown, forgetting finished
+    /// ones.
+    pub(crate) fn add_thread(&self, h: JoinHandle<()>) {
+        let mut threads = lock(&self.threads);
+        threads.retain(|t| !t.is_finished());
+        threads.push(h);
+    }
+
     /// Creates a channel for `req` and enters it in the registry.
     fn attach(
         self: &Arc<Self>,
@@ -806,6 +839,8 @@ impl HostInner {
                 rx,
                 msg,
                 current: None,
+                ctl_pending: false,
+                space_armed: false,
                 done: false,
             },
             resp,
@@ -832,17 +867,6 @@ impl HostInner {
             reg.epoch,
         )
     }
-}
-
-fn spawn_service(inner: &Arc<HostInner>, service: Service) -> Result<(), SimError> {
-    let name = format!("isc-sim {}", Uid(service.ch.uid));
-    let h = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || service.run())?;
-    let mut threads = lock(&inner.threads);
-    threads.retain(|t| !t.is_finished());
-    threads.push(h);
-    Ok(())
 }
 
 fn accept_loop(inner: &Arc<HostInner>, sock: OwnedFd) {
@@ -874,9 +898,7 @@ fn accept_loop(inner: &Arc<HostInner>, sock: OwnedFd) {
             .name("isc-sim conn".into())
             .spawn(move || serve_connection(&host, conn));
         if let Ok(h) = spawned {
-            let mut threads = lock(&inner.threads);
-            threads.retain(|t| !t.is_finished());
-            threads.push(h);
+            inner.add_thread(h);
         }
     }
 }
@@ -937,7 +959,9 @@ fn serve_connection(inner: &Arc<HostInner>, conn: OwnedFd) {
         Err(_) => refuse(EIO),
     }
     drop(conn);
-    service.run();
+    // On failure the service is dropped or torn down: the user sees the
+    // connection close.
+    let _ = inner.pool.place(inner, service);
 }
 
 /// The errno a bind failure is reported with, as the device would.
@@ -951,104 +975,102 @@ fn refusal_errno(e: &SimError) -> i32 {
     }
 }
 
-/// Why a service loop ended.
-enum Teardown {
+/// Why a channel's service ended.
+pub(crate) enum Teardown {
     UserGone,
     Shutdown,
     Fault(Fault),
 }
 
-/// The service thread of one channel: the driver side's `u2k` consumer.
-struct Service {
+/// The service of one channel: the driver side's `u2k` consumer, run by
+/// one of the host's service threads.
+pub(crate) struct Service {
     host: Arc<HostInner>,
     ch: Arc<Channel>,
     rx: Consumer,
     msg: Message,
     /// The driver this channel is bound to.
     current: Option<Registration>,
+    /// Control messages wait for room in `k2u`.
+    ctl_pending: bool,
+    /// `PRODUCER_WAITING` is set on `k2u` for the current sleep.
+    space_armed: bool,
     done: bool,
 }
 
 impl Service {
-    fn run(mut self) {
-        IN_SERVICE.with(|f| f.set(true));
+    /// One round of service: acts on a fault, a registry change, queued
+    /// control messages and every message in `u2k`. `Ok(true)` if it did
+    /// anything; `Err` when the channel must be torn down.
+    pub(crate) fn serve_once(&mut self) -> Result<bool, Teardown> {
         let host = Arc::clone(&self.host);
-        let why = self.serve(&host);
-        self.teardown(why);
+        if host.shutdown.load(Ordering::Acquire) {
+            return Err(Teardown::Shutdown);
+        }
+        if let Some(f) = self.ch.take_fault() {
+            return Err(Teardown::Fault(f));
+        }
+        let mut worked = false;
+        if self.ch.reconcile.swap(false, Ordering::Acquire) {
+            self.reconcile(&host);
+            worked = true;
+        }
+        self.ctl_pending = self.ch.flush();
+        worked |= self.drain(&host).map_err(Teardown::Fault)?;
+        Ok(worked)
     }
 
-    fn serve(&mut self, host: &HostInner) -> Teardown {
-        loop {
-            if host.shutdown.load(Ordering::Acquire) {
-                return Teardown::Shutdown;
-            }
-            if let Some(f) = self.ch.take_fault() {
-                return Teardown::Fault(f);
-            }
-            if self.ch.reconcile.swap(false, Ordering::Acquire) {
-                self.reconcile(host);
-            }
-            let ctl_pending = self.ch.flush();
-            if let Err(f) = self.drain(host) {
-                return Teardown::Fault(f);
-            }
-            if self.spin(host) {
-                continue;
-            }
-            if !self.rx.prepare_wait() {
-                continue;
-            }
-            let armed = ctl_pending && self.ch.arm_space_wait();
-            if ctl_pending && !armed {
-                // Space for the queued control messages appeared: flush now.
-                self.rx.finish_wait();
-                continue;
-            }
-            let timeout = ctl_pending.then_some(CONTROL_RETRY);
-            let mut fds = [
-                PollFd::new(self.ch.driver_bell.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.ch.conn.as_fd(), PollFlags::POLLIN),
-                PollFd::new(host.stop.as_fd(), PollFlags::POLLIN),
-            ];
-            let r = poll(&mut fds, poll_timeout(timeout));
+    /// True if a round of service would find something to do (a cheap check,
+    /// for spinning).
+    pub(crate) fn has_work(&mut self) -> bool {
+        // Relaxed: these only decide whether to serve again; serving re-reads
+        // each with the proper ordering.
+        !matches!(self.rx.pending(), Ok(0))
+            || self.ch.reconcile.load(Ordering::Relaxed)
+            || self.ch.faulted.load(Ordering::Relaxed)
+            || self.host.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// Announces that the channel's service goes to sleep: asks the user to
+    /// ring the driver doorbell for its next message (and for room in `k2u`
+    /// while control messages wait). False if work appeared meanwhile: serve
+    /// again instead. After `true`, call [`Service::disarm`] when the
+    /// doorbell rings or the control retry is due.
+    pub(crate) fn arm(&mut self) -> bool {
+        self.flush_wake();
+        if !self.rx.prepare_wait() {
+            return false;
+        }
+        let space = self.ctl_pending && self.ch.arm_space_wait();
+        if self.ctl_pending && !space {
+            // Space for the queued control messages appeared: flush now.
             self.rx.finish_wait();
-            if armed {
-                self.ch.disarm_space_wait();
-            }
-            match r {
-                Ok(0) | Err(Errno::EINTR) => continue,
-                Ok(_) => {}
-                Err(_) => return Teardown::UserGone,
-            }
-            if fired(&fds[2]) {
-                return Teardown::Shutdown;
-            }
-            if fired(&fds[1]) {
-                // Hang-up, or bytes after the handshake: either way the user
-                // is done with this channel.
-                return Teardown::UserGone;
-            }
-            if fired(&fds[0]) {
-                let _ = self.ch.driver_bell.drain_guarded();
-            }
+            return false;
+        }
+        self.space_armed = space;
+        true
+    }
+
+    /// Ends a sleep begun by [`Service::arm`] (harmless on an awake
+    /// channel: drains its doorbell).
+    pub(crate) fn disarm(&mut self) {
+        let _ = self.ch.driver_bell.drain_guarded();
+        self.rx.finish_wait();
+        if std::mem::take(&mut self.space_armed) {
+            self.ch.disarm_space_wait();
         }
     }
 
-    /// Spins up to the host's spin time, looking for work; true if found.
-    fn spin(&mut self, host: &HostInner) -> bool {
-        let mut spin = SpinWait::new(host.spin);
-        while spin.again() {
-            // Relaxed: these only decide whether to loop again; the loop
-            // re-reads each with the proper ordering.
-            if !matches!(self.rx.pending(), Ok(0))
-                || self.ch.reconcile.load(Ordering::Relaxed)
-                || self.ch.faulted.load(Ordering::Relaxed)
-                || host.shutdown.load(Ordering::Relaxed)
-            {
-                return true;
-            }
-        }
-        false
+    /// True while queued control messages wait for room in `k2u` (retry
+    /// them every [`CONTROL_RETRY`] even if the user never rings).
+    pub(crate) fn control_pending(&self) -> bool {
+        self.ctl_pending
+    }
+
+    /// The descriptors a sleeping service waits on: the driver doorbell and
+    /// the connection to the user.
+    pub(crate) fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+        (self.ch.driver_bell.as_fd(), self.ch.conn.as_fd())
     }
 
     /// Brings the binding in line with the registry: unbinds from a driver
@@ -1078,9 +1100,15 @@ impl Service {
     /// Drains `u2k`: each message is copied to the bounce buffer, handed to
     /// the driver (or refused with `-ENODEV` if none is bound), and its
     /// reply and rc written back in place.
-    fn drain(&mut self, host: &HostInner) -> Result<(), Fault> {
-        let mut batch = 0;
-        loop {
+    ///
+    /// Each message is released as soon as it is completed, without the
+    /// fence of the wake-up check (a caller spinning on its reply sees it at
+    /// once); the fenced check runs once, when the ring is empty.
+    /// At most one ring's worth of messages per call, so that a user who
+    /// keeps the ring full cannot starve the other channels of the thread.
+    fn drain(&mut self, host: &HostInner) -> Result<bool, Fault> {
+        let mut worked = false;
+        for _ in 0..self.rx.slot_count() {
             let Self {
                 rx, msg, current, ..
             } = self;
@@ -1112,23 +1140,23 @@ impl Service {
                     Counters::add(&host.counters.not_delivered, 1);
                 }
             }
-            batch += 1;
-            if batch == RELEASE_BATCH {
-                batch = 0;
-                self.release();
+            worked = true;
+            if self.rx.release_deferred().is_needed() {
+                let _ = self.ch.completion_bell.ring_guarded();
             }
         }
-        self.release();
-        Ok(())
+        self.flush_wake();
+        Ok(worked)
     }
 
-    fn release(&mut self) {
-        if self.rx.release().is_needed() {
+    /// Settles the wake-up check owed by deferred releases.
+    fn flush_wake(&mut self) {
+        if self.rx.flush_wake().is_needed() {
             let _ = self.ch.completion_bell.ring_guarded();
         }
     }
 
-    fn teardown(&mut self, why: Teardown) {
+    pub(crate) fn teardown(&mut self, why: Teardown) {
         if self.done {
             return;
         }

@@ -53,6 +53,7 @@ mod client;
 mod endpoint;
 mod error;
 mod host;
+mod pool;
 pub mod sample;
 mod sys;
 pub mod wire;
@@ -60,7 +61,9 @@ pub mod wire;
 pub use client::{SimClient, DEFAULT_CONNECT_TIMEOUT};
 pub use endpoint::{CallReply, Event, Link, UserEndpoint, UserRx, UserTx};
 pub use error::{Fault, PostError, SimError, Uid, WireError};
-pub use host::{Handle, HostStats, Message, SimDriver, SimHost, DEFAULT_SPIN};
+pub use host::{
+    default_service_threads, Handle, HostStats, Message, SimDriver, SimHost, DEFAULT_SPIN,
+};
 
 // The threading contract the facade relies on, checked at compile time:
 // the host and driver handles are shared across threads; each endpoint half
