@@ -486,6 +486,7 @@ mod tests {
             args: Vec::new(),
             before: Vec::new(),
             after: Vec::new(),
+            not_on_debug_kernel: None,
         }
     }
 
