@@ -4,18 +4,26 @@
 //!
 //! # Threads
 //!
-//! Every channel is served by one of the host's **service threads** (at most
-//! [`default_service_threads`], or as many as [`SimHost::with_threads`]
-//! says, whatever the number of channels). Its thread drains the channel's
-//! `u2k` ring (the device's `ISC_IOC_KICK`), and it alone calls the driver's
-//! callbacks for that channel, so `bound`, `got` and `unbind` of one channel
-//! never run concurrently. It also watches the connection to the user: a
-//! hang-up (the endpoint dropped, or its process died) is the user's unbind.
-//! A service thread sleeps in `epoll_wait` on the doorbells and connections
-//! of its channels and spins only while work keeps arriving, so idle
-//! channels cost no CPU. Callbacks of different channels of one thread run
-//! one after the other: a callback that blocks holds up the other channels
-//! of its thread.
+//! The channels are served by the host's **service threads**:
+//! [`default_service_threads`] of them, or as many as
+//! [`SimHost::with_threads`] says, whatever the number of channels. They
+//! share one `epoll` instance over the channels' doorbells and connections
+//! and a queue of the channels that have work; any free thread serves any
+//! ready channel. Serving a channel drains its `u2k` ring (the device's
+//! `ISC_IOC_KICK`) and calls the driver's callbacks for it, one thread at a
+//! time per channel, so `bound`, `got` and `unbind` of one channel never run
+//! concurrently and keep their order. A hang-up of the connection to the
+//! user (the endpoint dropped, or its process died) is the user's unbind.
+//! A channel's service spins only while work keeps arriving, then sleeps in
+//! `epoll`, so idle channels cost no CPU.
+//!
+//! Callbacks may block or run long (the kernel runs them in process
+//! context, where sleeping is allowed): a blocked callback holds up only its
+//! own channel. Other channels go on being served by the other threads, and
+//! when every service thread has been inside a callback for a few
+//! milliseconds the host starts another one (at most
+//! [`MAX_EXTRA_SERVICE_THREADS`](crate::MAX_EXTRA_SERVICE_THREADS) beyond
+//! the base count; an extra thread exits after a second without work).
 //!
 //! [`SimHost::listen`] adds one accept thread per socket; each accepted
 //! connection gets a short-lived thread for the handshake, which then hands
@@ -78,9 +86,10 @@ use zerocopy::IntoBytes;
 /// channel's CPU cost negligible.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
-/// The number of service threads a host runs at most unless told otherwise:
-/// one per CPU the process may use, at most 8 (so a host never has more
-/// spinning threads than CPUs, however many channels it serves).
+/// The number of service threads a host runs unless told otherwise: one per
+/// CPU the process may use, at most 8 (so a host never has more spinning
+/// threads than CPUs, however many channels it serves; threads started
+/// while callbacks block are extra, and the blocked ones do not spin).
 pub fn default_service_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
@@ -114,8 +123,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A simulated driver: the callbacks of the kernel API (`isc_register`).
 ///
-/// All three run on the channel's service thread, never concurrently for one
-/// channel. They may call [`Handle::post`], [`SimHost::register`] and
+/// All three run on a service thread of the host, never concurrently for
+/// one channel. They may block: the other channels are still served. They may call [`Handle::post`], [`SimHost::register`] and
 /// [`SimHost::unregister`] without deadlocking (an `unregister` from a
 /// callback completes after the callback returns).
 pub trait SimDriver: Send + Sync + 'static {
@@ -537,7 +546,7 @@ pub(crate) struct HostInner {
     sockets: Mutex<Vec<PathBuf>>,
     pub(crate) spin: Duration,
     /// The service threads.
-    pool: Pool,
+    pub(crate) pool: Pool,
     next_id: AtomicU64,
     counters: Arc<Counters>,
 }
@@ -574,20 +583,23 @@ impl SimHost {
         Self::with_threads(spin, default_service_threads())
     }
 
-    /// A host with at most `threads` service threads (at least one), each
-    /// serving its share of the channels from one `epoll` loop; they start
-    /// as channels arrive. A service thread spins for `spin` after its last
-    /// piece of work before sleeping; idle channels cost no CPU.
+    /// A host with `threads` service threads (at least one), sharing one
+    /// `epoll` loop over all the channels; they start as channels arrive.
+    /// More start while every one of them is stuck in a driver callback (see
+    /// the [module docs](self)). A channel's service spins for `spin` after
+    /// its last piece of work before sleeping; idle channels cost no CPU.
     pub fn with_threads(spin: Duration, threads: usize) -> Result<Self, SimError> {
+        let stop = Doorbell::new()?;
+        let pool = Pool::new(threads, &stop)?;
         Ok(Self {
             inner: Arc::new(HostInner {
                 registry: Mutex::default(),
                 shutdown: AtomicBool::new(false),
-                stop: Doorbell::new()?,
+                stop,
                 threads: Mutex::default(),
                 sockets: Mutex::default(),
                 spin,
-                pool: Pool::new(threads),
+                pool,
                 next_id: AtomicU64::new(1),
                 counters: Arc::default(),
             }),
@@ -706,6 +718,14 @@ impl SimHost {
         }
     }
 
+    /// How many service threads run now: none before the first channel, at
+    /// most the count given to [`SimHost::with_threads`] while callbacks
+    /// return promptly, and up to [`MAX_EXTRA_SERVICE_THREADS`](crate::MAX_EXTRA_SERVICE_THREADS) more while
+    /// they block.
+    pub fn service_threads(&self) -> usize {
+        self.inner.pool.threads()
+    }
+
     /// True if a user endpoint is currently bound to `uid`.
     pub fn has_user(&self, uid: u32) -> bool {
         lock(&self.inner.registry)
@@ -724,6 +744,7 @@ impl Drop for SimHost {
             inner.shutdown.store(true, Ordering::Release);
         }
         let _ = inner.stop.ring();
+        inner.pool.stop();
         let me = std::thread::current().id();
         loop {
             let handles = std::mem::take(&mut *lock(&inner.threads));
@@ -1018,17 +1039,6 @@ impl Service {
         self.ctl_pending = self.ch.flush();
         worked |= self.drain(&host).map_err(Teardown::Fault)?;
         Ok(worked)
-    }
-
-    /// True if a round of service would find something to do (a cheap check,
-    /// for spinning).
-    pub(crate) fn has_work(&mut self) -> bool {
-        // Relaxed: these only decide whether to serve again; serving re-reads
-        // each with the proper ordering.
-        !matches!(self.rx.pending(), Ok(0))
-            || self.ch.reconcile.load(Ordering::Relaxed)
-            || self.ch.faulted.load(Ordering::Relaxed)
-            || self.host.shutdown.load(Ordering::Relaxed)
     }
 
     /// Announces that the channel's service goes to sleep: asks the user to

@@ -64,6 +64,7 @@ pub use error::{Fault, PostError, SimError, Uid, WireError};
 pub use host::{
     default_service_threads, Handle, HostStats, Message, SimDriver, SimHost, DEFAULT_SPIN,
 };
+pub use pool::MAX_EXTRA_SERVICE_THREADS;
 
 // The threading contract the facade relies on, checked at compile time:
 // the host and driver handles are shared across threads; each endpoint half

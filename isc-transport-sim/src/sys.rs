@@ -160,7 +160,7 @@ impl Region {
 }
 
 /// How long a spin-wait busy-loops before it starts yielding the CPU.
-const PURE_SPIN: Duration = Duration::from_nanos(500);
+pub(crate) const PURE_SPIN: Duration = Duration::from_nanos(500);
 
 /// A bounded spin-wait: busy-loops for [`PURE_SPIN`], then yields the CPU
 /// between checks until the budget is spent.
