@@ -74,6 +74,14 @@ impl View {
         // msz and slot_count: that bounds every slot offset by `ring_bytes`.
         let cfg = RingConfig::new(info.msz, info.slot_count)
             .map_err(|_| Corruption::BadGeometry { len })?;
+        // Benchmark builds also take the other stride alignments, each
+        // validated the same way.
+        #[cfg(feature = "layout-bench")]
+        let cfg = crate::config::BENCH_SLOT_ALIGNS
+            .iter()
+            .filter_map(|&a| RingConfig::with_slot_align(info.msz, info.slot_count, a))
+            .find(|c| c.info() == info)
+            .unwrap_or(cfg);
         if cfg.info() != info || cfg.ring_bytes() as usize > len {
             return Err(Corruption::BadGeometry { len });
         }
