@@ -50,9 +50,9 @@
 #include <linux/capability.h>
 
 #include "uapi/isc.h"
+#include "check.h"
+#include "chan.h"
 
-#define DEV "/dev/isc"
-#define UID(s) ((uint32_t)(s)[0] | (uint32_t)(s)[1] << 8 | (uint32_t)(s)[2] << 16 | (uint32_t)(s)[3] << 24)
 #define NOBODY 65534
 
 /* The hazard module's control protocol (see driver/hazard/isc_hazard.c). */
@@ -77,88 +77,7 @@ struct hz_stats {
 	int32_t last_register;
 };
 
-static int n_ok, n_fail;
-
-static void check(int cond, const char *name, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (cond) {
-		printf("ok %s\n", name);
-		n_ok++;
-	} else {
-		printf("FAIL %s: ", name);
-		va_start(ap, fmt);
-		vprintf(fmt, ap);
-		va_end(ap);
-		printf("\n");
-		n_fail++;
-	}
-	fflush(stdout);
-}
-
-static void msleep(unsigned int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static struct isc_bind_args req(uint32_t uid, uint32_t umsz, uint32_t unum, uint32_t kmsz, uint32_t knum)
-{
-	struct isc_bind_args a;
-
-	memset(&a, 0, sizeof(a));
-	a.req.abi_version = ISC_ABI_VERSION;
-	a.req.uid = uid;
-	a.req.u2k.msz = umsz;
-	a.req.u2k.num = unum;
-	a.req.k2u.msz = kmsz;
-	a.req.k2u.num = knum;
-	return a;
-}
-
-/* The ring size rule of the ABI, computed independently of the kernel. */
-static uint64_t ring_bytes(uint32_t msz, uint32_t num)
-{
-	uint64_t count = 1, stride;
-
-	while (count < num)
-		count <<= 1;
-	stride = (msz + 16 + 15) / 16 * 16; /* packed slots (ABI 2) */
-	return (256 + stride * count + 4095) / 4096 * 4096;
-}
-
 /* ------------------------------------------------------------ a channel */
-
-struct ring {
-	struct isc_ring_header *hdr;
-	uint8_t *base;
-	uint32_t count, msz, stride;
-};
-
-struct chan {
-	int fd;
-	uint8_t *map;
-	size_t size;
-	struct isc_bind_args args;
-	struct ring u2k, k2u;
-	uint32_t u2k_head, k2u_tail;
-};
-
-static void ring_attach(struct ring *r, uint8_t *base)
-{
-	r->base = base;
-	r->hdr = (struct isc_ring_header *)base;
-	r->count = r->hdr->info.slot_count;
-	r->msz = r->hdr->info.msz;
-	r->stride = r->hdr->info.slot_stride;
-}
-
-static struct isc_slot_header *slot(struct ring *r, uint32_t idx)
-{
-	return (struct isc_slot_header *)(r->base + ISC_SLOTS_OFFSET + (size_t)(idx & (r->count - 1)) * r->stride);
-}
 
 static int chan_map(struct chan *c)
 {
@@ -196,32 +115,6 @@ static int chan_open(struct chan *c, uint32_t uid, uint32_t msz, uint32_t num)
 		c->fd = -1;
 	}
 	return e;
-}
-
-static void chan_close(struct chan *c)
-{
-	if (c->map)
-		munmap(c->map, c->size);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->map = NULL;
-	c->fd = -1;
-}
-
-/* Writes and publishes one u2k message; returns its index. */
-static uint32_t push(struct chan *c, const void *msg, uint32_t len)
-{
-	uint32_t idx = c->u2k_head;
-	struct isc_slot_header *s = slot(&c->u2k, idx);
-
-	memcpy(s + 1, msg, len);
-	s->seq = idx;
-	s->len = len;
-	s->flags = 0;
-	s->rc = 0;
-	c->u2k_head = idx + 1;
-	__atomic_store_n(&c->u2k.hdr->head.value, c->u2k_head, __ATOMIC_RELEASE);
-	return idx;
 }
 
 static uint32_t u2k_tail(struct chan *c)

@@ -41,38 +41,10 @@
 #include <unistd.h>
 
 #include "uapi/isc.h"
+#include "check.h"
+#include "chan.h"
 
-#define DEV "/dev/isc"
-#define UID(s) ((uint32_t)(s)[0] | (uint32_t)(s)[1] << 8 | (uint32_t)(s)[2] << 16 | (uint32_t)(s)[3] << 24)
 #define SAM0 UID("sam0")
-
-static int n_ok, n_fail;
-
-static void check(int cond, const char *name, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (cond) {
-		printf("ok %s\n", name);
-		n_ok++;
-		return;
-	}
-	printf("FAIL %s: ", name);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	n_fail++;
-}
-
-/* Expect a call returning -1 with errno == want. */
-static void check_errno(long ret, int want, const char *name)
-{
-	int e = errno;
-
-	check(ret == -1 && e == want, name, "got ret %ld errno %d (%s), want errno %d (%s)",
-	      ret, ret == -1 ? e : 0, ret == -1 ? strerror(e) : "-", want, strerror(want));
-}
 
 static int open_dev(void)
 {
@@ -87,62 +59,7 @@ static int open_dev(void)
 	return fd;
 }
 
-static struct isc_bind_args req(uint32_t uid, uint32_t umsz, uint32_t unum, uint32_t kmsz, uint32_t knum)
-{
-	struct isc_bind_args a;
-
-	memset(&a, 0, sizeof(a));
-	a.req.abi_version = ISC_ABI_VERSION;
-	a.req.uid = uid;
-	a.req.u2k.msz = umsz;
-	a.req.u2k.num = unum;
-	a.req.k2u.msz = kmsz;
-	a.req.k2u.num = knum;
-	return a;
-}
-
-/* The ring size rule of the ABI, computed independently of the kernel. */
-static uint64_t ring_bytes(uint32_t msz, uint32_t num)
-{
-	uint64_t count = 1, stride;
-
-	while (count < num)
-		count <<= 1;
-	stride = (msz + 16 + 15) / 16 * 16; /* packed slots (ABI 2) */
-	return (256 + stride * count + 4095) / 4096 * 4096;
-}
-
 /* ------------------------------------------------------------ a channel */
-
-struct ring {
-	struct isc_ring_header *hdr;
-	uint8_t *base;
-	uint32_t count, msz, stride;
-};
-
-struct chan {
-	int fd;
-	uint8_t *map;
-	size_t size;
-	struct isc_bind_args args;
-	struct ring u2k, k2u;
-	uint32_t u2k_head;	/* user is the u2k producer */
-	uint32_t k2u_tail;	/* and the k2u consumer */
-};
-
-static void ring_attach(struct ring *r, uint8_t *base)
-{
-	r->base = base;
-	r->hdr = (struct isc_ring_header *)base;
-	r->count = r->hdr->info.slot_count;
-	r->msz = r->hdr->info.msz;
-	r->stride = r->hdr->info.slot_stride;
-}
-
-static struct isc_slot_header *slot(struct ring *r, uint32_t idx)
-{
-	return (struct isc_slot_header *)(r->base + ISC_SLOTS_OFFSET + (size_t)(idx & (r->count - 1)) * r->stride);
-}
 
 /* Opens, binds and maps a channel; returns 0 or an errno. */
 static int chan_open(struct chan *c, struct isc_bind_args a)
@@ -169,32 +86,6 @@ static int chan_open(struct chan *c, struct isc_bind_args a)
 	ring_attach(&c->u2k, c->map + c->args.resp.u2k_offset);
 	ring_attach(&c->k2u, c->map + c->args.resp.k2u_offset);
 	return 0;
-}
-
-static void chan_close(struct chan *c)
-{
-	if (c->map && c->map != MAP_FAILED)
-		munmap(c->map, c->size);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->map = NULL;
-	c->fd = -1;
-}
-
-/* Writes and publishes one u2k message; returns its index. */
-static uint32_t push(struct chan *c, const void *msg, uint32_t len)
-{
-	uint32_t idx = c->u2k_head;
-	struct isc_slot_header *s = slot(&c->u2k, idx);
-
-	memcpy(s + 1, msg, len);
-	s->seq = idx;
-	s->len = len;
-	s->flags = 0;
-	s->rc = 0;
-	c->u2k_head = idx + 1;
-	__atomic_store_n(&c->u2k.hdr->head.value, c->u2k_head, __ATOMIC_RELEASE);
-	return idx;
 }
 
 /* One call: push, KICK, read the completion in place. Returns the KICK result. */
@@ -1047,18 +938,6 @@ static void *flood_consumer(void *arg)
 		__atomic_store_n(&f->posts, f->posts + 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
-}
-
-/*
- * Calls from this thread while another consumes posts, on small rings that
- * wrap many times; every reply must be right and the posts in order.
- */
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void test_flood(void)

@@ -64,9 +64,8 @@
 #include <unistd.h>
 
 #include "uapi/isc.h"
+#include "check.h"
 
-#define DEV "/dev/isc"
-#define UID(s) ((uint32_t)(s)[0] | (uint32_t)(s)[1] << 8 | (uint32_t)(s)[2] << 16 | (uint32_t)(s)[3] << 24)
 #define SAM0 UID("sam0")
 #define TCTL UID("tctl")
 #define PAGE 4096UL
@@ -947,14 +946,6 @@ static void one_op(int in_child)
 	count_op(op);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void worker(int id, uint64_t seed, unsigned long ops, double until)
 {
 	unsigned long i;
@@ -978,27 +969,6 @@ static void worker(int id, uint64_t seed, unsigned long ops, double until)
 	}
 	reap(1);
 	_exit(0);
-}
-
-/* ------------------------------------------------------ checks at the end */
-
-static int n_ok, n_fail;
-
-static void check(int cond, const char *name, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (cond) {
-		printf("ok %s\n", name);
-		n_ok++;
-		return;
-	}
-	printf("FAIL %s: ", name);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	n_fail++;
 }
 
 /*

@@ -661,8 +661,130 @@ mod overhead {
     }
 
     fn ring() -> (Producer, Consumer, Arc<Mutex<Box<Page>>>) {
+        ring_of(32, 16)
+    }
+
+    /// Kick answers each message inline the way the test driver's echo
+    /// does (rc from the first four bytes, the request as the reply),
+    /// yielding now and then so that other threads publish during a kick.
+    struct Echo(Mutex<Consumer>, std::fs::File);
+    impl Link for Echo {
+        fn kick_always(&self) -> bool {
+            true
+        }
+        fn kick(&self) -> crate::Result<()> {
+            let mut c = self.0.lock().unwrap();
+            // Like the device's KICK: what was published when it began.
+            let pending = c.pending().unwrap();
+            for n in 1..=pending {
+                let m = c.peek().unwrap().unwrap();
+                let mut req = [0u8; 64];
+                let len = m.read(&mut req);
+                let rc = i32::from_le_bytes(req[..4].try_into().unwrap());
+                m.complete(rc, &req[..len]).unwrap();
+                if n % 3 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            let _ = c.release();
+            Ok(())
+        }
+        fn wait_posts(&self, _: Duration) -> crate::Result<()> {
+            Ok(())
+        }
+        fn wait_completion(&self, _: Duration) -> crate::Result<()> {
+            Ok(())
+        }
+        fn is_alive(&self) -> bool {
+            true
+        }
+        fn clear_posts(&self) {}
+        fn posts_fd(&self) -> BorrowedFd<'_> {
+            self.1.as_fd()
+        }
+        fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
+            None
+        }
+        fn clear_completion(&self) {}
+    }
+
+    /// The device's doorbell protocol (leaders kick, a publish during a
+    /// kick is covered by the leader's next kick, leadership is handed
+    /// over) under threads mixing calls, batches, sends and try_sends on a
+    /// four-slot ring: every call gets its own reply and nobody is left
+    /// waiting. A lost hand-off shows up as a timeout (the channel's is
+    /// ten seconds), not as a hang.
+    #[test]
+    fn device_doorbells_leave_no_caller_behind() {
+        let (p, c, keep) = ring_of(4, 64);
+        let (_kp, kc, keep2) = ring_of(4, 64);
+        let link = Echo(Mutex::new(c), std::fs::File::open("/dev/null").unwrap());
+        let bound = Bound {
+            u2k: Box::new(Own(p, keep)),
+            k2u: Box::new(Own(kc, keep2)),
+            bound: true,
+            link: Box::new(link),
+        };
+        let ch = ChannelHandle(Arc::new(Inner::new(
+            crate::Uid::new(1),
+            bound,
+            Duration::from_secs(10),
+        )));
+        let tag = |t: usize, i: usize| {
+            let mut m = ((t * 100_000 + i) as i32).to_le_bytes().to_vec();
+            m.extend_from_slice(format!("t{t}/{i}").as_bytes());
+            m
+        };
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for t in 0..6 {
+                let (ch, calls) = (&ch, &calls);
+                s.spawn(move || {
+                    let mut buf = [0u8; 64];
+                    for i in 0..3000 {
+                        match (t + i) % 4 {
+                            0 => ch.send(&tag(t, i)).unwrap(),
+                            1 => match ch.try_send(&tag(t, i)) {
+                                Ok(()) | Err(crate::Error::Full) => {}
+                                Err(e) => panic!("try_send: {e}"),
+                            },
+                            2 => {
+                                let reqs: Vec<Vec<u8>> =
+                                    (0..3).map(|k| tag(t, i * 10 + k)).collect();
+                                let refs: Vec<&[u8]> = reqs.iter().map(|r| &r[..]).collect();
+                                for (req, r) in reqs.iter().zip(ch.call_batch(&refs).unwrap()) {
+                                    let (rc, reply) = r.unwrap();
+                                    assert_eq!(rc.to_le_bytes(), req[..4]);
+                                    assert_eq!(&reply, req);
+                                    calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                            }
+                            _ => {
+                                let req = tag(t, i);
+                                let r = ch.call(&req, &mut buf).unwrap();
+                                assert_eq!(r.rc, (t * 100_000 + i) as i32);
+                                assert_eq!(&buf[..r.len], &req[..]);
+                                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        // 6 threads x 3000 rounds: a quarter single calls, a quarter
+        // batches of three.
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::Relaxed),
+            6 * 750 * 4
+        );
+    }
+
+    fn ring_of(num: u32, msz: u32) -> (Producer, Consumer, Arc<Mutex<Box<Page>>>) {
         let mut page = Box::new(Page([0; 8192]));
-        RingConfig::new(16, 32).unwrap().init(&mut page.0).unwrap();
+        RingConfig::new(msz, num)
+            .unwrap()
+            .init(&mut page.0)
+            .unwrap();
         let ptr = std::ptr::NonNull::new(page.0.as_mut_ptr()).unwrap();
         // SAFETY: the page is kept alive by the Arc the views hold.
         let (p, c) = unsafe {

@@ -326,3 +326,72 @@ pub fn start(host: &Arc<SimHost>) -> Result<TestDriver> {
         driver,
     })
 }
+
+/// An echo request: `{rc, delay_ms, payload}` (see the protocol above).
+pub fn echo_request(rc: i32, delay_ms: u32, payload: &[u8]) -> Vec<u8> {
+    let mut req = Vec::with_capacity(8 + payload.len());
+    req.extend_from_slice(&rc.to_le_bytes());
+    req.extend_from_slice(&delay_ms.to_le_bytes());
+    req.extend_from_slice(payload);
+    req
+}
+
+/// The echo driver's reply to a request of at least 8 bytes: the header
+/// kept, the payload reversed.
+pub fn echo_reply(req: &[u8]) -> Vec<u8> {
+    let mut reply = req.to_vec();
+    if reply.len() >= 8 {
+        reply[8..].reverse();
+    }
+    reply
+}
+
+/// The transport a test suite runs on and its test driver's control
+/// channel, shared by every test of the process.
+///
+/// [`harness`] picks the transport from `ISC_TRANSPORT`: `dev` (or
+/// `device`) is `/dev/isc`, where `isc_testdrv.ko` must be loaded; anything
+/// else is a [`SimHost`] in this process with the test driver started on it.
+pub struct Harness {
+    /// The transport under test.
+    pub transport: Transport,
+    /// The test driver's control channel.
+    pub control: Control,
+    /// The in-process test driver (sim only), kept for the whole run.
+    _driver: Option<TestDriver>,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("transport", &self.transport)
+            .field("in_process_driver", &self._driver.is_some())
+            .finish()
+    }
+}
+
+/// The process's [`Harness`], set up on first use.
+///
+/// # Panics
+/// If the transport or the control channel cannot be opened: a test suite
+/// without its driver cannot run, and says why.
+pub fn harness() -> &'static Harness {
+    static HARNESS: std::sync::OnceLock<Harness> = std::sync::OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let (transport, driver) = match std::env::var("ISC_TRANSPORT").as_deref() {
+            Ok("dev") | Ok("device") => (Transport::device(), None),
+            _ => {
+                let host = Arc::new(SimHost::new().expect("start a simulated host"));
+                let driver = start(&host).expect("start the test driver");
+                (Transport::sim(&host), Some(driver))
+            }
+        };
+        let control =
+            Control::open(transport.clone()).expect("open the test driver's control channel");
+        Harness {
+            transport,
+            control,
+            _driver: driver,
+        }
+    })
+}

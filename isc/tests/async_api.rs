@@ -5,38 +5,11 @@
 #![cfg(feature = "tokio")]
 
 use futures::StreamExt;
-use isc::testdrv::{self, Control};
-use isc::{Channel, Error, Event, Transport, Uid};
-use std::sync::{Arc, OnceLock};
+use isc::testdrv::{self, echo_reply, echo_request, harness, Control};
+use isc::{Channel, Error, Event, Uid};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-struct Harness {
-    transport: Transport,
-    control: Control,
-    _driver: Option<testdrv::TestDriver>,
-}
-
-fn harness() -> &'static Harness {
-    static HARNESS: OnceLock<Harness> = OnceLock::new();
-    HARNESS.get_or_init(|| {
-        let (transport, driver) = match std::env::var("ISC_TRANSPORT").as_deref() {
-            Ok("dev") | Ok("device") => (Transport::device(), None),
-            _ => {
-                let host = Arc::new(isc::sim::SimHost::new().expect("start a simulated host"));
-                let driver = testdrv::start(&host).expect("start the test driver");
-                (Transport::sim(&host), Some(driver))
-            }
-        };
-        let control = Control::open(transport.clone()).expect("open the control channel");
-        Harness {
-            transport,
-            control,
-            _driver: driver,
-        }
-    })
-}
 
 fn ctl() -> &'static Control {
     &harness().control
@@ -50,20 +23,6 @@ fn open(uid: Uid, depth: u32) -> Channel {
         .timeout(WAIT)
         .open()
         .unwrap()
-}
-
-fn echo_request(rc: i32, delay_ms: u32, payload: &[u8]) -> Vec<u8> {
-    let mut req = Vec::new();
-    req.extend_from_slice(&rc.to_le_bytes());
-    req.extend_from_slice(&delay_ms.to_le_bytes());
-    req.extend_from_slice(payload);
-    req
-}
-
-fn echo_reply(req: &[u8]) -> Vec<u8> {
-    let mut reply = req.to_vec();
-    reply[8..].reverse();
-    reply
 }
 
 #[tokio::test]

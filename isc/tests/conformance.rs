@@ -8,42 +8,13 @@
 //!
 //! Each test uses its own UID, so the tests can run in parallel.
 
-use isc::testdrv::{self, Control};
-use isc::{Channel, ChannelHandle, Error, Event, FnListener, Listener, Transport, Uid};
+use isc::testdrv::{self, echo_reply, echo_request, harness, Control};
+use isc::{Channel, ChannelHandle, Error, Event, FnListener, Listener, Uid};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The transport under test and the control channel of its test driver.
-struct Harness {
-    transport: Transport,
-    control: Control,
-    /// The in-process test driver (sim only); kept for the whole run.
-    _driver: Option<testdrv::TestDriver>,
-}
-
-fn harness() -> &'static Harness {
-    static HARNESS: OnceLock<Harness> = OnceLock::new();
-    HARNESS.get_or_init(|| {
-        let (transport, driver) = match std::env::var("ISC_TRANSPORT").as_deref() {
-            Ok("dev") | Ok("device") => (Transport::device(), None),
-            _ => {
-                let host = Arc::new(isc::sim::SimHost::new().expect("start a simulated host"));
-                let driver = testdrv::start(&host).expect("start the test driver");
-                (Transport::sim(&host), Some(driver))
-            }
-        };
-        let control =
-            Control::open(transport.clone()).expect("open the test driver's control channel");
-        Harness {
-            transport,
-            control,
-            _driver: driver,
-        }
-    })
-}
 
 fn ctl() -> &'static Control {
     &harness().control
@@ -66,22 +37,6 @@ fn open_with(
         .transport(harness().transport.clone())
         .timeout(WAIT)
         .open()
-}
-
-/// An echo request (see the test driver protocol): rc, delay, payload.
-fn echo_request(rc: i32, delay_ms: u32, payload: &[u8]) -> Vec<u8> {
-    let mut req = Vec::new();
-    req.extend_from_slice(&rc.to_le_bytes());
-    req.extend_from_slice(&delay_ms.to_le_bytes());
-    req.extend_from_slice(payload);
-    req
-}
-
-/// The echo driver's reply: header kept, payload reversed.
-fn echo_reply(req: &[u8]) -> Vec<u8> {
-    let mut reply = req.to_vec();
-    reply[8..].reverse();
-    reply
 }
 
 fn expect_event(ch: &Channel, want: Event) {
