@@ -34,8 +34,8 @@
 //! `ISC_RING_LAYOUT=5 cargo bench -p isc-benches --bench ring --features
 //! layout` compares slot layouts instead: for 8, 64, 256 and 4096-byte
 //! messages, isc-ring streams per message and chunked through rings whose
-//! slot strides are rounded up to 8, 16 (the ABI's) and 64 bytes, back to
-//! back in each round, and reports the median per-round ratios to 16.
+//! slot strides are rounded up to 8 (the ABI's), 16 and 64 bytes, back to
+//! back in each round, and reports the median per-round ratios to the ABI's.
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
@@ -540,7 +540,7 @@ const LAYOUT_ALIGNS: [u32; 3] = [8, 16, 64];
 /// streaming per message then chunked through rings whose slot strides are
 /// a multiple of each of [`LAYOUT_ALIGNS`], back to back. Prints the medians
 /// and returns the table row: strides, then for each mode the median of the
-/// per-round ratios of every alignment to the ABI's 16.
+/// per-round ratios of every other alignment to the ABI's.
 #[cfg(feature = "layout")]
 fn layout<const N: usize>(rounds: usize) -> String {
     let modes = [
@@ -558,7 +558,8 @@ fn layout<const N: usize>(rounds: usize) -> String {
             }
         }
     }
-    let base = LAYOUT_ALIGNS.iter().position(|&a| a == 16).unwrap();
+    let abi = isc_ring::abi::SLOT_ALIGN;
+    let base = LAYOUT_ALIGNS.iter().position(|&a| a == abi).unwrap();
     println!("{N}-byte messages, {rounds} rounds:");
     let mut row = format!("| {N} B |");
     for &align in &LAYOUT_ALIGNS {
@@ -575,7 +576,7 @@ fn layout<const N: usize>(rounds: usize) -> String {
             );
             println!(
                 "  {name:<12} stride align {align:>2} ({:>4} B): median {:7.2} M msg/s, \
-                 ratio to align 16 {ratio:.2}",
+                 ratio to align {abi} {ratio:.2}",
                 cfg(align).slot_stride(),
                 median(mps[m][a].clone())
             );
@@ -598,11 +599,22 @@ fn layout_table(rounds: usize) {
             _ => layout::<4096>(rounds),
         });
     }
+    let abi = isc_ring::abi::SLOT_ALIGN;
+    let others: Vec<u32> = LAYOUT_ALIGNS.into_iter().filter(|&a| a != abi).collect();
+    let mut head = String::from("| message |");
+    for a in LAYOUT_ALIGNS {
+        head += &format!(" stride (align {a}) |");
+    }
+    for mode in ["per-message", "chunked"] {
+        for a in &others {
+            head += &format!(" {mode} {a} / {abi} |");
+        }
+    }
+    println!("\n{head}");
     println!(
-        "\n| message | stride (align 8) | stride (16) | stride (64) \
-         | per-message 8 / 16 | per-message 64 / 16 | chunked 8 / 16 | chunked 64 / 16 |"
+        "|---{}",
+        "|---".repeat(LAYOUT_ALIGNS.len() + 2 * others.len()) + "|"
     );
-    println!("|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }

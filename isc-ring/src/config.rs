@@ -350,13 +350,13 @@ mod tests {
         );
         assert_eq!(c.ring_bytes(), 4096);
         let c = RingConfig::new(1, 1).unwrap();
-        assert_eq!((c.slot_count(), c.slot_stride()), (1, 32));
+        assert_eq!((c.slot_count(), c.slot_stride()), (1, 24));
         let c = RingConfig::new(8, 1024).unwrap();
-        assert_eq!(c.slot_stride(), 32);
-        assert_eq!(c.ring_bytes(), (256 + 32 * 1024u32).div_ceil(4096) * 4096);
+        assert_eq!(c.slot_stride(), 24);
+        assert_eq!(c.ring_bytes(), (256 + 24 * 1024u32).div_ceil(4096) * 4096);
         let c = RingConfig::new(4001, 64).unwrap();
-        assert_eq!(c.slot_stride(), 4032);
-        assert_eq!(c.ring_bytes(), (256 + 4032 * 64u32).div_ceil(4096) * 4096);
+        assert_eq!(c.slot_stride(), 4024);
+        assert_eq!(c.ring_bytes(), (256 + 4024 * 64u32).div_ceil(4096) * 4096);
         let c = RingConfig::new(4096, 2).unwrap();
         assert_eq!(c.slot_stride(), 4112);
     }
