@@ -30,6 +30,12 @@
 //! of 25 rounds and reports the median of the per-round ratios, for each
 //! message size in `ISC_RING_SIZES` (default `8,64,1024`; any of 8, 64, 256,
 //! 1024, 4096).
+//!
+//! `ISC_RING_LAYOUT=5 cargo bench -p isc-benches --bench ring --features
+//! layout` compares slot layouts instead: for 8, 64, 256 and 4096-byte
+//! messages, isc-ring streams per message and chunked through rings whose
+//! slot strides are rounded up to 8 (the ABI's), 16 and 64 bytes, back to
+//! back in each round, and reports the median per-round ratios to the ABI's.
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
@@ -82,7 +88,10 @@ struct Ring {
 
 impl Ring {
     fn new(msz: usize) -> Self {
-        let cfg = RingConfig::new(msz as u32, DEPTH as u32).unwrap();
+        Self::with_config(RingConfig::new(msz as u32, DEPTH as u32).unwrap())
+    }
+
+    fn with_config(cfg: RingConfig) -> Self {
         let len = cfg.ring_bytes() as usize;
         let mut mem = vec![Page([0; 4096]); len / 4096];
         // SAFETY: `Page` is plain bytes; the vector is `len` bytes long.
@@ -314,7 +323,12 @@ fn isc_consume<const N: usize>(mut rx: Consumer, mode: Mode) {
 
 /// One streaming run of isc-ring in `mode`.
 fn run_isc<const N: usize>(mode: Mode) -> Duration {
-    let Ring { tx, rx, _mem: mem } = Ring::new(N);
+    run_isc_on::<N>(Ring::new(N), mode)
+}
+
+/// One streaming run of isc-ring in `mode` over `ring`.
+fn run_isc_on<const N: usize>(ring: Ring, mode: Mode) -> Duration {
+    let Ring { tx, rx, _mem: mem } = ring;
     let t = two_threads(
         move || isc_produce::<N>(tx, mode),
         move || isc_consume::<N>(rx, mode),
@@ -518,9 +532,110 @@ fn paired<const N: usize>(rounds: usize) -> String {
     row
 }
 
+/// The slot layouts compared by `ISC_RING_LAYOUT`: stride alignments.
+#[cfg(feature = "layout")]
+const LAYOUT_ALIGNS: [u32; 3] = [8, 16, 64];
+
+/// Slot layout comparison for `N`-byte messages: `rounds` rounds, each
+/// streaming per message then chunked through rings whose slot strides are
+/// a multiple of each of [`LAYOUT_ALIGNS`], back to back. Prints the medians
+/// and returns the table row: strides, then for each mode the median of the
+/// per-round ratios of every other alignment to the ABI's.
+#[cfg(feature = "layout")]
+fn layout<const N: usize>(rounds: usize) -> String {
+    let modes = [
+        ("per-message", Mode::PerMessage),
+        ("chunked", Mode::Chunked),
+    ];
+    let cfg = |align| RingConfig::with_slot_align(N as u32, DEPTH as u32, align).unwrap();
+    // mps[mode][align] = throughput of each round.
+    let mut mps = vec![vec![Vec::new(); LAYOUT_ALIGNS.len()]; modes.len()];
+    for _ in 0..rounds {
+        for (m, &(_, mode)) in modes.iter().enumerate() {
+            for (a, &align) in LAYOUT_ALIGNS.iter().enumerate() {
+                let t = run_isc_on::<N>(Ring::with_config(cfg(align)), mode);
+                mps[m][a].push(stream_len(N) as f64 / t.as_secs_f64() / 1e6);
+            }
+        }
+    }
+    let abi = isc_ring::abi::SLOT_ALIGN;
+    let base = LAYOUT_ALIGNS.iter().position(|&a| a == abi).unwrap();
+    println!("{N}-byte messages, {rounds} rounds:");
+    let mut row = format!("| {N} B |");
+    for &align in &LAYOUT_ALIGNS {
+        row += &format!(" {} |", cfg(align).slot_stride());
+    }
+    for (m, (name, _)) in modes.iter().enumerate() {
+        for (a, &align) in LAYOUT_ALIGNS.iter().enumerate() {
+            let ratio = median(
+                mps[m][a]
+                    .iter()
+                    .zip(&mps[m][base])
+                    .map(|(x, y)| x / y)
+                    .collect(),
+            );
+            println!(
+                "  {name:<12} stride align {align:>2} ({:>4} B): median {:7.2} M msg/s, \
+                 ratio to align {abi} {ratio:.2}",
+                cfg(align).slot_stride(),
+                median(mps[m][a].clone())
+            );
+            if a != base {
+                row += &format!(" {ratio:.2} |");
+            }
+        }
+    }
+    row
+}
+
+#[cfg(feature = "layout")]
+fn layout_table(rounds: usize) {
+    let mut rows = Vec::new();
+    for size in [8, 64, 256, 4096] {
+        rows.push(match size {
+            8 => layout::<8>(rounds),
+            64 => layout::<64>(rounds),
+            256 => layout::<256>(rounds),
+            _ => layout::<4096>(rounds),
+        });
+    }
+    let abi = isc_ring::abi::SLOT_ALIGN;
+    let others: Vec<u32> = LAYOUT_ALIGNS.into_iter().filter(|&a| a != abi).collect();
+    let mut head = String::from("| message |");
+    for a in LAYOUT_ALIGNS {
+        head += &format!(" stride (align {a}) |");
+    }
+    for mode in ["per-message", "chunked"] {
+        for a in &others {
+            head += &format!(" {mode} {a} / {abi} |");
+        }
+    }
+    println!("\n{head}");
+    println!(
+        "|---{}",
+        "|---".repeat(LAYOUT_ALIGNS.len() + 2 * others.len()) + "|"
+    );
+    for row in rows {
+        println!("{row}");
+    }
+}
+
 criterion_group!(benches, single, stream);
 
 fn main() {
+    // `ISC_RING_LAYOUT=<rounds>` compares slot layouts instead (built with
+    // `--features layout`).
+    if let Some(rounds) = std::env::var("ISC_RING_LAYOUT")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        #[cfg(feature = "layout")]
+        layout_table(rounds);
+        #[cfg(not(feature = "layout"))]
+        panic!("ISC_RING_LAYOUT={rounds}: build with `--features layout`");
+        #[cfg(feature = "layout")]
+        return;
+    }
     // `ISC_RING_PAIRED=<rounds>` prints a paired comparison instead.
     if let Some(rounds) = std::env::var("ISC_RING_PAIRED")
         .ok()

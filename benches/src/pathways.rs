@@ -149,13 +149,16 @@ pub fn expected_reply(req: &[u8]) -> Vec<u8> {
     req.iter().map(|b| !b).collect()
 }
 
-/// Parses the sysfs event attribute, `"<seq> <t_ns>\n"`.
-pub fn parse_sysfs_event(text: &[u8]) -> Option<Event> {
+/// Parses the sysfs event attribute, `"<seq> <t_ns> <gen>\n"`: the event
+/// and its generation (events raised since the module loaded), which is
+/// what tells a new event from one already read.
+pub fn parse_sysfs_event(text: &[u8]) -> Option<(Event, u64)> {
     let text = std::str::from_utf8(text).ok()?;
     let mut it = text.split_ascii_whitespace();
     let seq = it.next()?.parse().ok()?;
     let t_ns = it.next()?.parse().ok()?;
-    it.next().is_none().then_some(Event { seq, t_ns })
+    let gen = it.next()?.parse().ok()?;
+    it.next().is_none().then_some((Event { seq, t_ns }, gen))
 }
 
 /// The `p`-th percentile (0..=100) of `sorted` (ascending), nearest rank;
@@ -374,15 +377,18 @@ mod tests {
     #[test]
     fn sysfs_event_text() {
         assert_eq!(
-            parse_sysfs_event(b"12 3456\n"),
-            Some(Event {
-                seq: 12,
-                t_ns: 3456
-            })
+            parse_sysfs_event(b"12 3456 7\n"),
+            Some((
+                Event {
+                    seq: 12,
+                    t_ns: 3456
+                },
+                7
+            ))
         );
-        assert_eq!(parse_sysfs_event(b"12\n"), None);
-        assert_eq!(parse_sysfs_event(b"12 34 56\n"), None);
-        assert_eq!(parse_sysfs_event(b"x 1\n"), None);
+        assert_eq!(parse_sysfs_event(b"12 3456\n"), None);
+        assert_eq!(parse_sysfs_event(b"12 34 56 78\n"), None);
+        assert_eq!(parse_sysfs_event(b"x 1 2\n"), None);
     }
 
     #[test]

@@ -296,6 +296,7 @@ static DEVICE_ATTR_ADMIN_RW(echo);
 /* The last event raised on the sysfs pathway, and the last one shown. */
 static DEFINE_SPINLOCK(pw_sysfs_evt_lock);
 static struct pw_event pw_sysfs_evt;
+static u64 pw_sysfs_gen;			/* events raised since load */
 static u64 pw_sysfs_shown;			/* seq + 1 of the last shown */
 static DECLARE_WAIT_QUEUE_HEAD(pw_sysfs_shown_wq);
 static struct kernfs_node *pw_sysfs_evt_kn;
@@ -304,13 +305,15 @@ static ssize_t event_show(struct device *dev, struct device_attribute *attr,
 			  char *buf)
 {
 	struct pw_event ev;
+	u64 gen;
 
 	spin_lock(&pw_sysfs_evt_lock);
 	ev = pw_sysfs_evt;
+	gen = pw_sysfs_gen;
 	WRITE_ONCE(pw_sysfs_shown, ev.seq + 1);
 	spin_unlock(&pw_sysfs_evt_lock);
 	wake_up(&pw_sysfs_shown_wq);
-	return sysfs_emit(buf, "%llu %llu\n", ev.seq, ev.t_ns);
+	return sysfs_emit(buf, "%llu %llu %llu\n", ev.seq, ev.t_ns, gen);
 }
 
 static DEVICE_ATTR_ADMIN_RO(event);
@@ -560,6 +563,7 @@ static int pw_raise(u32 path, u64 seq, struct isc_handle *h)
 		ev.t_ns = ktime_get_ns();
 		spin_lock(&pw_sysfs_evt_lock);
 		pw_sysfs_evt = ev;
+		pw_sysfs_gen++;
 		spin_unlock(&pw_sysfs_evt_lock);
 		sysfs_notify_dirent(pw_sysfs_evt_kn);
 		return 0;

@@ -32,8 +32,11 @@
  *     many as fit; a full queue (PW_EVENT_QUEUE records) makes the producer
  *     wait for the reader;
  *   - PW_PATH_SYSFS: the attribute /sys/class/misc/isc_pathways/event shows
- *     "<seq> <t_ns>\n" and is notified (sysfs_notify) on every event; poll
- *     for POLLPRI, then re-read it from offset 0. The producer raises the
+ *     "<seq> <t_ns> <gen>\n" and is notified (sysfs_notify) on every event;
+ *     poll for POLLPRI, then re-read it from offset 0. <gen> counts the
+ *     events raised since the module loaded: it tells a new event from one
+ *     read before (with a coarse clock, two runs' first events can show the
+ *     same seq and t_ns). The producer raises the
  *     next event only after the attribute was read (a sysfs value has no
  *     queue: events in between would be lost);
  *   - PW_PATH_NETLINK: multicast group PW_GENL_MCGRP of the family, command

@@ -37,7 +37,7 @@ static inline uint64_t ring_bytes(uint32_t msz, uint32_t num)
 
 	while (count < num)
 		count <<= 1;
-	stride = (msz + 16 + 15) / 16 * 16; /* packed slots (ABI 2) */
+	stride = (msz + 16 + 7) / 8 * 8; /* slots packed at 8 bytes (ABI 3) */
 	return (256 + stride * count + 4095) / 4096 * 4096;
 }
 

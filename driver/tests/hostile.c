@@ -298,7 +298,7 @@ static void test_bind_and_mmap(void)
 	      (unsigned long long)c.args.resp.u2k_offset, (unsigned long long)c.args.resp.k2u_offset,
 	      c.args.resp.bound);
 	check(c.u2k.hdr->info.magic == ISC_RING_MAGIC && c.u2k.hdr->info.abi_version == ISC_ABI_VERSION &&
-		      c.u2k.count == 8 && c.u2k.msz == 100 && c.u2k.stride == 128 &&
+		      c.u2k.count == 8 && c.u2k.msz == 100 && c.u2k.stride == 120 &&
 		      c.u2k.hdr->info.slots_offset == 256 && c.u2k.hdr->info.ring_bytes == ub &&
 		      c.u2k.hdr->info.features == 0 && c.u2k.hdr->head.value == 0 && c.u2k.hdr->tail.value == 0 &&
 		      c.u2k.hdr->flags.value == 0,

@@ -8,6 +8,10 @@ use crate::error::{BindError, ConfigError};
 use core::mem::size_of;
 use zerocopy::{FromBytes, FromZeros};
 
+/// The stride alignments [`RingConfig::with_slot_align`] accepts.
+#[cfg(feature = "layout-bench")]
+pub const BENCH_SLOT_ALIGNS: [u32; 4] = [8, 16, 32, 64];
+
 /// Rounds `v` up to a multiple of `align` (a power of two), `None` on overflow.
 const fn round_up(v: u32, align: u32) -> Option<u32> {
     match v.checked_add(align - 1) {
@@ -38,6 +42,33 @@ impl RingConfig {
     /// Validates a payload size `msz` and a depth `num` (rounded up to a power
     /// of two) against the hard caps, with checked arithmetic throughout.
     pub const fn new(msz: u32, num: u32) -> Result<Self, ConfigError> {
+        Self::aligned(msz, num, SLOT_ALIGN)
+    }
+
+    /// Like [`RingConfig::new`], with slot strides a multiple of `align`
+    /// instead of [`SLOT_ALIGN`]: a ring the ABI does not define, for
+    /// benchmarking slot layouts against each other. `None` unless `align`
+    /// is one of [`BENCH_SLOT_ALIGNS`] and [`RingConfig::new`] would accept
+    /// `msz` and `num`. Views attach to such rings only in builds with the
+    /// `layout-bench` feature.
+    #[cfg(feature = "layout-bench")]
+    pub const fn with_slot_align(msz: u32, num: u32, align: u32) -> Option<Self> {
+        let mut i = 0;
+        while i < BENCH_SLOT_ALIGNS.len() {
+            if BENCH_SLOT_ALIGNS[i] == align {
+                return match Self::aligned(msz, num, align) {
+                    Ok(cfg) => Some(cfg),
+                    Err(_) => None,
+                };
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The geometry for a stride alignment `align` (a power of two, at
+    /// least 8).
+    const fn aligned(msz: u32, num: u32, align: u32) -> Result<Self, ConfigError> {
         if msz == 0 || msz > MAX_MSZ {
             return Err(ConfigError::BadMsz { msz, max: MAX_MSZ });
         }
@@ -57,7 +88,7 @@ impl RingConfig {
             }
         };
         let slot_stride = match msz.checked_add(size_of::<SlotHeader>() as u32) {
-            Some(raw) => match round_up(raw, SLOT_ALIGN) {
+            Some(raw) => match round_up(raw, align) {
                 Some(s) => s,
                 None => {
                     return Err(ConfigError::TooBig {
@@ -319,13 +350,13 @@ mod tests {
         );
         assert_eq!(c.ring_bytes(), 4096);
         let c = RingConfig::new(1, 1).unwrap();
-        assert_eq!((c.slot_count(), c.slot_stride()), (1, 32));
+        assert_eq!((c.slot_count(), c.slot_stride()), (1, 24));
         let c = RingConfig::new(8, 1024).unwrap();
-        assert_eq!(c.slot_stride(), 32);
-        assert_eq!(c.ring_bytes(), (256 + 32 * 1024u32).div_ceil(4096) * 4096);
+        assert_eq!(c.slot_stride(), 24);
+        assert_eq!(c.ring_bytes(), (256 + 24 * 1024u32).div_ceil(4096) * 4096);
         let c = RingConfig::new(4001, 64).unwrap();
-        assert_eq!(c.slot_stride(), 4032);
-        assert_eq!(c.ring_bytes(), (256 + 4032 * 64u32).div_ceil(4096) * 4096);
+        assert_eq!(c.slot_stride(), 4024);
+        assert_eq!(c.ring_bytes(), (256 + 4024 * 64u32).div_ceil(4096) * 4096);
         let c = RingConfig::new(4096, 2).unwrap();
         assert_eq!(c.slot_stride(), 4112);
     }
@@ -360,5 +391,53 @@ mod tests {
         c.init(&mut p.0).unwrap();
         assert_eq!(&p.0[0..4], b"ISCR");
         assert!(p.0[64..4096].iter().all(|&b| b == 0));
+    }
+}
+
+#[cfg(all(test, feature = "layout-bench", not(loom)))]
+mod layout_bench_tests {
+    use super::{RingConfig, BENCH_SLOT_ALIGNS};
+    use crate::{Consumer, Producer};
+
+    /// Each benchmark alignment gives the stride it promises, a ring the
+    /// views attach to and carry messages through; others are refused.
+    #[test]
+    fn other_alignments_build_working_rings() {
+        #[repr(C, align(4096))]
+        struct Pages([u8; 3 * 4096]);
+        for align in BENCH_SLOT_ALIGNS {
+            for msz in [1u32, 8, 20, 64, 100] {
+                let cfg = RingConfig::with_slot_align(msz, 8, align).unwrap();
+                let want = (16 + msz).div_ceil(align) * align;
+                assert_eq!(cfg.slot_stride(), want, "align {align} msz {msz}");
+                let mut pages = Pages([0; 3 * 4096]);
+                cfg.init(&mut pages.0).unwrap();
+                let ptr = core::ptr::NonNull::new(pages.0.as_mut_ptr()).unwrap();
+                // SAFETY: `pages` outlives both views; one producer, one consumer.
+                let (mut tx, mut rx) = unsafe {
+                    (
+                        Producer::new(ptr, pages.0.len()).unwrap(),
+                        Consumer::new(ptr, pages.0.len()).unwrap(),
+                    )
+                };
+                let msg: [u8; 100] = core::array::from_fn(|i| i as u8 ^ align as u8);
+                for round in 0..20u32 {
+                    tx.push(&msg[..msz as usize], round).unwrap();
+                    let _ = tx.publish();
+                    let m = rx.peek().unwrap().unwrap();
+                    let mut buf = [0u8; 100];
+                    assert_eq!(m.read(&mut buf), msz as usize);
+                    assert_eq!(
+                        (&buf[..msz as usize], m.flags()),
+                        (&msg[..msz as usize], round)
+                    );
+                    m.consume();
+                    let _ = rx.release();
+                }
+            }
+        }
+        assert!(RingConfig::with_slot_align(8, 8, 12).is_none());
+        assert!(RingConfig::with_slot_align(8, 8, 128).is_none());
+        assert!(RingConfig::with_slot_align(0, 8, 16).is_none());
     }
 }

@@ -2,10 +2,9 @@
 
 use crate::abi::{slot_flags, CONSUMER_WAITING, PRODUCER_WAITING};
 use crate::error::{Corruption, RingError};
-use crate::mem::relaxed;
 use crate::mem::Mem;
 use crate::sync::{fence, Ordering};
-use crate::view::{peer_wake, Deferred, NeedsWake, View, FLAGS, LEN, PAYLOAD, RC, SEQ};
+use crate::view::{peer_wake, read_header, Deferred, NeedsWake, View, FLAGS, LEN, PAYLOAD};
 
 /// Reads messages from a ring and completes them in place.
 ///
@@ -171,13 +170,8 @@ impl Consumer {
     fn incoming(&mut self) -> Result<Incoming<'_>, RingError> {
         let seq = self.tail;
         let slot = self.view.slot(seq);
-        let mem = &self.view.mem;
         // Ordered after the producer's writes by the Acquire load of `head`.
-        let (found, len, flags) = (
-            relaxed(mem, slot + SEQ),
-            relaxed(mem, slot + LEN),
-            relaxed(mem, slot + FLAGS),
-        );
+        let [found, len, flags, _] = read_header(&self.view.mem, slot);
         if found != seq {
             return Err(self.fail(Corruption::BadSeq {
                 expected: seq,
@@ -417,10 +411,17 @@ impl Incoming<'_> {
             });
         }
         c.view.mem.write(self.slot + PAYLOAD, reply);
-        c.view
-            .mem
-            .store(self.slot + LEN, reply.len() as u32, Ordering::Relaxed);
-        Self::finish(c, self.slot, self.flags | extra, rc);
+        let flags = self.flags | extra | slot_flags::COMPLETED;
+        let mut words = [0u8; 12];
+        for (dst, w) in words
+            .chunks_exact_mut(4)
+            .zip([reply.len() as u32, flags, rc as u32])
+        {
+            dst.copy_from_slice(&w.to_ne_bytes());
+        }
+        // `len`, `flags` and `rc` are consecutive: one copy.
+        c.view.mem.write(self.slot + LEN, &words);
+        c.tail = c.tail.wrapping_add(1);
         Ok(())
     }
 
@@ -442,12 +443,11 @@ impl Incoming<'_> {
 
     #[inline]
     fn finish(c: &mut Consumer, slot: usize, flags: u32, rc: i32) {
-        c.view.mem.store(slot + RC, rc as u32, Ordering::Relaxed);
-        c.view.mem.store(
-            slot + FLAGS,
-            flags | slot_flags::COMPLETED,
-            Ordering::Relaxed,
-        );
+        let mut words = [0u8; 8];
+        words[..4].copy_from_slice(&(flags | slot_flags::COMPLETED).to_ne_bytes());
+        words[4..].copy_from_slice(&(rc as u32).to_ne_bytes());
+        // `flags` and `rc` are consecutive: one copy.
+        c.view.mem.write(slot + FLAGS, &words);
         c.tail = c.tail.wrapping_add(1);
     }
 }

@@ -76,6 +76,8 @@ mod sync;
 mod uid;
 mod view;
 
+#[cfg(feature = "layout-bench")]
+pub use config::BENCH_SLOT_ALIGNS;
 pub use config::{ChannelLayout, RingConfig};
 pub use consumer::{Consumer, Incoming, ReadChunk};
 pub use error::{BindError, ConfigError, Corruption, RingError};

@@ -2,10 +2,9 @@
 
 use crate::abi::{slot_flags, CONSUMER_WAITING, PRODUCER_WAITING};
 use crate::error::{Corruption, RingError};
-use crate::mem::relaxed;
 use crate::mem::Mem;
 use crate::sync::{fence, Ordering};
-use crate::view::{peer_wake, Deferred, NeedsWake, View, FLAGS, LEN, PAYLOAD, RC, SEQ};
+use crate::view::{peer_wake, read_header, write_header, Deferred, NeedsWake, View, PAYLOAD};
 
 /// Writes messages into a ring and reads back their completions.
 ///
@@ -347,13 +346,8 @@ impl Producer {
         }
         let seq = self.reclaimed;
         let slot = self.view.slot(seq);
-        let mem = &self.view.mem;
         // Ordered after the consumer's writes by the Acquire load of `tail`.
-        let (len, flags, rc) = (
-            relaxed(mem, slot + LEN),
-            relaxed(mem, slot + FLAGS),
-            relaxed(mem, slot + RC),
-        );
+        let [_, len, flags, rc] = read_header(&self.view.mem, slot);
         if len > self.view.msz {
             return Err(self.fail(Corruption::BadLen {
                 seq,
@@ -476,15 +470,13 @@ impl Outgoing<'_> {
                 max: p.view.msz,
             });
         }
-        let (mem, seq) = (&p.view.mem, p.head);
-        mem.store(self.slot + SEQ, seq, Ordering::Relaxed);
-        mem.store(self.slot + LEN, len as u32, Ordering::Relaxed);
-        mem.store(
-            self.slot + FLAGS,
-            flags & !slot_flags::COMPLETED,
-            Ordering::Relaxed,
+        let seq = p.head;
+        // Ordered before the consumer's reads by the Release store of `head`.
+        write_header(
+            &p.view.mem,
+            self.slot,
+            [seq, len as u32, flags & !slot_flags::COMPLETED, 0],
         );
-        mem.store(self.slot + RC, 0, Ordering::Relaxed);
         p.head = seq.wrapping_add(1);
         Ok(seq)
     }

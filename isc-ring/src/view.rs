@@ -14,6 +14,31 @@ pub(crate) const FLAGS: usize = offset_of!(crate::abi::SlotHeader, flags);
 pub(crate) const RC: usize = offset_of!(crate::abi::SlotHeader, rc);
 pub(crate) const PAYLOAD: usize = size_of::<crate::abi::SlotHeader>();
 
+const _: () = assert!(SEQ == 0 && LEN == 4 && FLAGS == 8 && RC == 12 && PAYLOAD == 16);
+
+/// A slot header's words, in field order (`seq`, `len`, `flags`, `rc`).
+pub(crate) type Header = [u32; 4];
+
+/// Reads the header of the slot at `slot` with one 16-byte copy (the fields
+/// are validated on the copy, never re-read).
+#[inline]
+pub(crate) fn read_header(mem: &Mem, slot: usize) -> Header {
+    let mut raw = [0u8; PAYLOAD];
+    mem.read(slot, &mut raw);
+    let word = |i: usize| u32::from_ne_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
+    [word(SEQ), word(LEN), word(FLAGS), word(RC)]
+}
+
+/// Writes the header of the slot at `slot` with one 16-byte copy.
+#[inline]
+pub(crate) fn write_header(mem: &Mem, slot: usize, h: Header) {
+    let mut raw = [0u8; PAYLOAD];
+    for (dst, w) in raw.chunks_exact_mut(4).zip(h) {
+        dst.copy_from_slice(&w.to_ne_bytes());
+    }
+    mem.write(slot, &raw);
+}
+
 /// The geometry of an attached ring, read from its header once and validated;
 /// the shared header is never consulted again, so a peer rewriting it later
 /// changes nothing.
@@ -49,6 +74,14 @@ impl View {
         // msz and slot_count: that bounds every slot offset by `ring_bytes`.
         let cfg = RingConfig::new(info.msz, info.slot_count)
             .map_err(|_| Corruption::BadGeometry { len })?;
+        // Benchmark builds also take the other stride alignments, each
+        // validated the same way.
+        #[cfg(feature = "layout-bench")]
+        let cfg = crate::config::BENCH_SLOT_ALIGNS
+            .iter()
+            .filter_map(|&a| RingConfig::with_slot_align(info.msz, info.slot_count, a))
+            .find(|c| c.info() == info)
+            .unwrap_or(cfg);
         if cfg.info() != info || cfg.ring_bytes() as usize > len {
             return Err(Corruption::BadGeometry { len });
         }

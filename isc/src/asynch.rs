@@ -182,7 +182,7 @@ impl CallFuture {
                 match t.push(&self.request, target) {
                     Ok(seq) => {
                         self.seq = Some(seq);
-                        let wake = t.producer().publish();
+                        let wake = inner.publish_tx(t);
                         if inner.kick_always {
                             if t.leader {
                                 // The running kick's leader kicks again.

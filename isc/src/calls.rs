@@ -143,11 +143,30 @@ enum AfterPublish {
 }
 
 impl Inner {
+    /// Makes everything pushed to `u2k` visible to the consumer.
+    ///
+    /// On the device the kernel reads `u2k` only inside a KICK, which
+    /// always follows a publish (the publisher's own, or the leader's next
+    /// one), and never sleeps on the ring's wake-up flag: the bare Release
+    /// store of `publish_deferred` is all it needs, and the fenced wake-up
+    /// check is never paid (it stays owed, which matters only to
+    /// `prepare_wait*` on `u2k`, never called on the device). On the
+    /// simulated transport the service thread may sleep, so each publish
+    /// (one per burst of pushes) pays the fenced check.
+    pub(crate) fn publish_tx(&self, t: &mut Tx) -> isc_ring::NeedsWake {
+        if self.kick_always {
+            let _ = t.producer().publish_deferred();
+            isc_ring::NeedsWake(false)
+        } else {
+            t.producer().publish()
+        }
+    }
+
     /// Publishes what was pushed and decides who rings: on the device the
     /// publisher becomes the leader (and kicks) unless a leader is active,
     /// which then kicks again for it.
     fn publish_locked(&self, t: &mut Tx, lead: &mut Lead<'_>) -> AfterPublish {
-        let wake = t.producer().publish();
+        let wake = self.publish_tx(t);
         if self.kick_always {
             if lead.held {
                 // Our own next kick covers it.

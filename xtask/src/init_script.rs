@@ -184,7 +184,6 @@ mod tests {
             args: args.iter().map(|a| a.to_string()).collect(),
             before: Vec::new(),
             after: Vec::new(),
-            not_on_debug_kernel: None,
         }
     }
 

@@ -263,19 +263,6 @@ fn run_kernel(
     let mods = modules::build(root, &kernel.headers, &kdir)?;
     println!("   modules: {}", mods.describe());
     let initrd = kdir.join("initramfs.cpio.gz");
-    // The programs this kernel runs: on the debug kernel, without the entries
-    // marked as not running there (each is named, with the reason).
-    let mut payload = payload.clone();
-    if kernel.debug {
-        payload.programs.retain(|p| match p.not_on_debug_kernel {
-            Some(why) => {
-                println!("   not on the debug kernel: {}: {why}", p.name);
-                false
-            }
-            None => true,
-        });
-    }
-    let payload = &payload;
     let programs = &payload.programs;
     let script = init_script::render(&mods, programs, timeout, kernel.debug);
     initramfs::pack(&kdir.join("root"), &mods, programs, &script, &initrd)?;

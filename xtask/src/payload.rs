@@ -79,9 +79,6 @@ pub struct Entry {
     pub before: &'static [&'static str],
     /// Guest shell commands run after the program, each reported as a check.
     pub after: &'static [&'static str],
-    /// Why the entry does not run on the debug kernel, if it does not (the
-    /// run prints the reason).
-    pub not_on_debug_kernel: Option<&'static str>,
 }
 
 impl Entry {
@@ -93,7 +90,6 @@ impl Entry {
             name: None,
             before: &[],
             after: &[],
-            not_on_debug_kernel: None,
         }
     }
 
@@ -155,14 +151,6 @@ impl Entry {
     /// With guest shell commands after the program.
     pub const fn after(self, after: &'static [&'static str]) -> Self {
         Self { after, ..self }
-    }
-
-    /// Left out of debug-kernel runs, for the reason given.
-    pub const fn not_on_debug_kernel(self, why: &'static str) -> Self {
-        Self {
-            not_on_debug_kernel: Some(why),
-            ..self
-        }
     }
 
     /// Built with `--release` (cargo entries).
@@ -248,11 +236,7 @@ pub const ENTRIES: &[Entry] = &[
     // pathway checked (replies, result codes, event order), nothing measured.
     Entry::example("isc-benches", "pathways", Kind::CTest)
         .release()
-        .args(&["--check"])
-        .not_on_debug_kernel(
-            "its sysfs_notify pathway times out there on the first event (an open bug \
-             of the benchmark module on that kernel; the release kernels pass it)",
-        ),
+        .args(&["--check"]),
     // Random sequences of open, BIND, mmap, munmap, KICK, poll, close, fork,
     // kill and scribbles from several processes at once, against the sample
     // and test drivers; a new seed each run (printed, with the op rate).
@@ -281,8 +265,6 @@ pub struct GuestProgram {
     pub before: Vec<String>,
     /// Guest shell commands after the program.
     pub after: Vec<String>,
-    /// Why it does not run on the debug kernel, if it does not.
-    pub not_on_debug_kernel: Option<&'static str>,
 }
 
 /// An entry that could not be built because what it names does not exist.
@@ -359,7 +341,6 @@ pub fn build_all(root: &Path, meta: &Metadata, work: &Path) -> Result<Payload> {
                 args: entry.args.iter().map(|a| a.to_string()).collect(),
                 before: entry.before.iter().map(|a| a.to_string()).collect(),
                 after: entry.after.iter().map(|a| a.to_string()).collect(),
-                not_on_debug_kernel: entry.not_on_debug_kernel,
             });
         }
     }
@@ -749,7 +730,6 @@ mod tests {
             args: e.args.iter().map(|a| a.to_string()).collect(),
             before: Vec::new(),
             after: Vec::new(),
-            not_on_debug_kernel: None,
         }];
         set_fuzz_ops(&mut programs, 1_000_000);
         assert_eq!(programs[0].args, ["-p", "4", "-n", "1000000"]);
@@ -757,23 +737,13 @@ mod tests {
 
     #[test]
     fn the_driver_tests_run_on_the_debug_kernel() {
-        // Only the pathways benchmark's check may be left out there, and
-        // never silently.
-        for e in ENTRIES {
-            if let Some(why) = e.not_on_debug_kernel {
-                assert!(!why.is_empty());
-                assert!(e.describe().contains("pathways"), "{}", e.describe());
-            }
-        }
-        let on_debug: Vec<String> = ENTRIES
-            .iter()
-            .filter(|e| e.not_on_debug_kernel.is_none())
-            .map(|e| e.describe())
-            .collect();
-        for needed in ["hostile.c", "hazard.c", "kfuzz.c", "isc"] {
+        // Every program runs on every kernel: nothing can be left out of the
+        // debug kernel's run. The sharpest tests must be among them.
+        let all: Vec<String> = ENTRIES.iter().map(|e| e.describe()).collect();
+        for needed in ["hostile.c", "hazard.c", "kfuzz.c", "pathways", "isc"] {
             assert!(
-                on_debug.iter().any(|d| d.contains(needed)),
-                "{needed} must run on the debug kernel: {on_debug:?}"
+                all.iter().any(|d| d.contains(needed)),
+                "{needed} must run on the debug kernel: {all:?}"
             );
         }
     }

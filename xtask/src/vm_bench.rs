@@ -195,7 +195,6 @@ fn measure(root: &Path, o: &Options) -> Result<Option<Results>> {
         args,
         before: Vec::new(),
         after: Vec::new(),
-        not_on_debug_kernel: None,
     };
     let init = render_init(&mods, &program, o.timeout);
     let initrd = kdir.join("initramfs.cpio.gz");
@@ -496,7 +495,6 @@ mod tests {
             args: vec!["--quick".into()],
             before: Vec::new(),
             after: Vec::new(),
-            not_on_debug_kernel: None,
         };
         let s = render_init(&mods, &p, Duration::from_secs(300));
         let pos = |n: &str| s.find(n).unwrap_or_else(|| panic!("{n} in\n{s}"));

@@ -89,7 +89,8 @@ impl Notify for Chardev {
 pub struct Sysfs {
     file: File,
     buf: [u8; 64],
-    last: Option<Event>,
+    /// Generation of the value read last.
+    last: u64,
 }
 
 impl Sysfs {
@@ -100,13 +101,13 @@ impl Sysfs {
         let mut s = Self {
             file,
             buf: [0; 64],
-            last: None,
+            last: 0,
         };
-        s.last = Some(s.read_value()?);
+        s.last = s.read_value()?.1;
         Ok(s)
     }
 
-    fn read_value(&mut self) -> Result<Event> {
+    fn read_value(&mut self) -> Result<(Event, u64)> {
         let n = self
             .file
             .read_at(&mut self.buf, 0)
@@ -130,11 +131,12 @@ impl Notify for Sysfs {
                 Err(nix::errno::Errno::EINTR) if !crate::timed_out() => continue,
                 Err(e) => return Err(err(format!("sysfs poll: {e}"))),
             }
-            let ev = self.read_value()?;
+            let (ev, gen) = self.read_value()?;
             // A value shown twice (a wake-up for a change already read) is
-            // not a new event.
-            if self.last != Some(ev) {
-                self.last = Some(ev);
+            // not a new event; its generation says so (seq and t_ns can
+            // repeat across runs under a coarse clock).
+            if gen != self.last {
+                self.last = gen;
                 out.push(ev);
                 return Ok(());
             }

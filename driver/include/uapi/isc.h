@@ -26,8 +26,8 @@
 
 /* "ISCR" read as a little-endian u32: marks an initialised ring header. */
 #define ISC_RING_MAGIC		0x52435349U
-/* Version of the layout and of the device protocol (2: packed slots). */
-#define ISC_ABI_VERSION		2U
+/* Version of the layout and of the device protocol (3: slots packed at 8 bytes). */
+#define ISC_ABI_VERSION		3U
 
 /* Hard caps of a ring. */
 #define ISC_MAX_MSZ		(64U * 1024U)
@@ -36,7 +36,7 @@
 /* Rings start on, and are sized in, multiples of this. */
 #define ISC_REGION_ALIGN	4096U
 /* Slot strides are a multiple of this (slots are packed, not line-sized). */
-#define ISC_SLOT_ALIGN		16U
+#define ISC_SLOT_ALIGN		8U
 /* Offset of slot 0 from its ring header (sizeof(struct isc_ring_header)). */
 #define ISC_SLOTS_OFFSET	256U
 
