@@ -85,7 +85,8 @@ fn post_pattern(i: u32, len: usize) -> Vec<u8> {
 }
 
 /// The control driver: ops 1 REGISTER, 2 UNREGISTER (both on `uid`), 3 POST
-/// (`a` messages of `b` bytes; reply `a` = posted), 4 STATS (reply `a` =
+/// (`a` messages of `b` bytes; reply `a` = posted, fewer if the ring filled
+/// or the binding ended after the first), 4 STATS (reply `a` =
 /// bound calls, `b` = unbind calls). rc 0 or a negative errno.
 struct Control {
     host: Weak<SimHost>,
@@ -131,6 +132,10 @@ impl Control {
                     match h.post(&post_pattern(posted, b as usize)) {
                         Ok(()) => posted += 1,
                         Err(PostError::Full) => break,
+                        // The binding ended (the user may close as soon as
+                        // a post arrives): report what was posted.
+                        Err(PostError::NotBound) if posted > 0 => break,
+                        Err(PostError::NotBound) => return (-ENOTCONN, 0, b),
                         Err(_) => return (-EINVAL, posted, b),
                     }
                 }

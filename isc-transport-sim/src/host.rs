@@ -841,7 +841,8 @@ impl HostInner {
         if entry.channel.is_some() {
             return Err(SimError::Busy { uid: Uid(req.uid) });
         }
-        let bound = entry.driver.is_some();
+        let announced = entry.driver.clone();
+        let bound = announced.is_some();
         entry.channel = Some(Arc::clone(&ch));
         drop(reg);
         Counters::add(&self.counters.channels, 1);
@@ -860,6 +861,7 @@ impl HostInner {
                 rx,
                 msg,
                 current: None,
+                announced,
                 ctl_pending: false,
                 space_armed: false,
                 done: false,
@@ -1012,6 +1014,10 @@ pub(crate) struct Service {
     msg: Message,
     /// The driver this channel is bound to.
     current: Option<Registration>,
+    /// The driver the bind reply told the user it is bound to, until the
+    /// first round binds it (even if it unregistered meanwhile, so that the
+    /// user, told "bound", also learns of the unbinding).
+    announced: Option<Registration>,
     /// Control messages wait for room in `k2u`.
     ctl_pending: bool,
     /// `PRODUCER_WAITING` is set on `k2u` for the current sleep.
@@ -1087,6 +1093,9 @@ impl Service {
     /// that left, binds to one that arrived.
     fn reconcile(&mut self, host: &HostInner) {
         let (want, epoch) = host.driver_for(self.ch.uid);
+        if let Some(first) = self.announced.take() {
+            self.bind(first);
+        }
         let cur = self.current.as_ref().map(|r| r.id);
         if cur != want.as_ref().map(|r| r.id) {
             if let Some(old) = self.current.take() {
@@ -1095,16 +1104,22 @@ impl Service {
                 old.ops.unbind();
             }
             if let Some(new) = want {
-                let generation = self.ch.control(slot_flags::KIND_BOUND, LinkState::Bound);
-                let handle = Handle {
-                    ch: Arc::clone(&self.ch),
-                    generation,
-                };
-                self.current = Some(new.clone());
-                new.ops.bound(handle);
+                self.bind(new);
             }
         }
         self.ch.mark_synced(epoch);
+    }
+
+    /// Binds the (unbound) channel to `new`: `BOUND` to the user, then the
+    /// driver's `bound`.
+    fn bind(&mut self, new: Registration) {
+        let generation = self.ch.control(slot_flags::KIND_BOUND, LinkState::Bound);
+        let handle = Handle {
+            ch: Arc::clone(&self.ch),
+            generation,
+        };
+        self.current = Some(new.clone());
+        new.ops.bound(handle);
     }
 
     /// Drains `u2k`: each message is copied to the bounce buffer, handed to

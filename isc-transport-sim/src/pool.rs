@@ -496,16 +496,17 @@ impl Pool {
         if std::mem::take(&mut ch.armed) {
             service.disarm();
         }
-        let round = if slot.user_gone.load(Ordering::Acquire) {
-            Err(Some(Teardown::UserGone))
-        } else {
-            match catch_unwind(AssertUnwindSafe(|| service.serve_once())) {
-                Ok(Ok(worked)) => Ok(worked),
-                Ok(Err(why)) => Err(Some(why)),
-                // A driver callback panicked: close the channel without
-                // calling back into the driver.
-                Err(_) => Err(None),
-            }
+        // A user that hung up is served one last round first: its bind
+        // reply may have said "bound" (the driver then gets `bound` before
+        // `unbind`), and what it published before leaving is delivered.
+        let gone = slot.user_gone.load(Ordering::Acquire);
+        let round = match catch_unwind(AssertUnwindSafe(|| service.serve_once())) {
+            Ok(Ok(_)) if gone => Err(Some(Teardown::UserGone)),
+            Ok(Ok(worked)) => Ok(worked),
+            Ok(Err(why)) => Err(Some(why)),
+            // A driver callback panicked: close the channel without calling
+            // back into the driver.
+            Err(_) => Err(None),
         };
         let now = Instant::now();
         let idle = match round {

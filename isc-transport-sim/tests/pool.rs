@@ -389,3 +389,48 @@ fn channels_that_keep_every_thread_busy_do_not_hide_other_events() {
     assert_eq!(epa.call(b"abc", &mut buf, T).unwrap().rc, 3);
     assert_eq!(da.counts().unbound, 0);
 }
+
+#[test]
+fn a_user_told_bound_who_leaves_at_once_still_gets_bound_then_unbind() {
+    // The bind reply says "bound" when a driver is registered: the driver
+    // must see that binding (bound, then unbind) however soon the user
+    // leaves.
+    const ROUNDS: u64 = 200;
+    let host = SimHost::with_threads(DEFAULT_SPIN, 2).unwrap();
+    let u = uid(b"quik");
+    let d = Arc::new(EchoDriver::new());
+    host.register(u, d.clone()).unwrap();
+    for _ in 0..ROUNDS {
+        let ep = bind_retry(&host, &req(u, 16, 2));
+        assert_eq!(ep.link().response().bound, 1);
+        drop(ep);
+    }
+    assert!(eventually(|| d.counts().unbound == ROUNDS));
+    assert_eq!(d.counts().bound, ROUNDS);
+}
+
+#[test]
+fn a_user_told_bound_learns_of_an_unregistration_before_its_first_round() {
+    // The driver unregisters right after the bind reply said "bound",
+    // whether or not the channel was served in between: the user sees
+    // BOUND then UNBOUND, the driver bound then unbind.
+    const ROUNDS: u64 = 100;
+    let host = SimHost::with_threads(DEFAULT_SPIN, 2).unwrap();
+    let u = uid(b"unrg");
+    let d = Arc::new(EchoDriver::new());
+    for i in 1..=ROUNDS {
+        host.register(u, d.clone()).unwrap();
+        let mut ep = bind_retry(&host, &req(u, 16, 4));
+        assert_eq!(ep.link().response().bound, 1);
+        host.unregister(u).unwrap();
+        let mut events = Vec::new();
+        while events.last() != Some(&Event::Unbound) {
+            events.push(next_event(&mut ep).0);
+        }
+        assert_eq!(
+            events,
+            [Event::Bound, Event::Post { len: 5 }, Event::Unbound]
+        );
+        assert_eq!((d.counts().bound, d.counts().unbound), (i, i));
+    }
+}
