@@ -39,6 +39,10 @@
 //! `unbind`. While no driver is bound, messages are completed with
 //! `-ENODEV` and `NOT_DELIVERED`, so a caller never hangs.
 //!
+//! A bind reply that says "bound" is kept: the channel's first round binds
+//! that driver even if it unregistered (or the user left) since, so the
+//! driver sees `bound` then `unbind` and a user still there sees `UNBOUND`.
+//!
 //! # Control messages are never lost
 //!
 //! Control messages are not squeezed into reserved slots (that would shrink
