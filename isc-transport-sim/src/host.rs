@@ -589,9 +589,11 @@ impl SimHost {
 
     /// A host with `threads` service threads (at least one), sharing one
     /// `epoll` loop over all the channels; they start as channels arrive.
-    /// More start while every one of them is stuck in a driver callback (see
-    /// the [module docs](self)). A channel's service spins for `spin` after
-    /// its last piece of work before sleeping; idle channels cost no CPU.
+    /// More start while every one of them is stuck in a driver callback (at
+    /// most [`MAX_EXTRA_SERVICE_THREADS`](crate::MAX_EXTRA_SERVICE_THREADS);
+    /// they leave after a second without work). A channel's service spins
+    /// for `spin` after its last piece of work before sleeping; idle
+    /// channels cost no CPU.
     pub fn with_threads(spin: Duration, threads: usize) -> Result<Self, SimError> {
         let stop = Doorbell::new()?;
         let pool = Pool::new(threads, &stop)?;
