@@ -80,8 +80,9 @@ fn idle() {
     drop(host);
 }
 
-/// Total messages per second the host handles with `n` channels streaming.
-fn busy(n: u32, window: Duration) -> f64 {
+/// Total messages per second the host handles with `n` channels streaming,
+/// and its service threads at the end of the window.
+fn busy(n: u32, window: Duration) -> (f64, usize) {
     let (host, driver, eps) = channels(n);
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = eps
@@ -108,12 +109,13 @@ fn busy(n: u32, window: Duration) -> f64 {
     let (got0, t0) = (driver.received(), Instant::now());
     std::thread::sleep(window);
     let (got, wall) = (driver.received() - got0, t0.elapsed());
+    let service_threads = host.service_threads();
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().expect("user thread");
     }
     drop(host);
-    got as f64 / wall.as_secs_f64()
+    (got as f64 / wall.as_secs_f64(), service_threads)
 }
 
 fn main() {
@@ -128,10 +130,11 @@ fn main() {
     let window = Duration::from_secs(2);
     let mut ratios = Vec::new();
     for round in 0..rounds {
-        let one = busy(1, window);
-        let many = busy(BUSY_CHANNELS, window);
+        let (one, t1) = busy(1, window);
+        let (many, tn) = busy(BUSY_CHANNELS, window);
         println!(
-            "busy round {round}: 1 channel {:.2} M msg/s, {BUSY_CHANNELS} channels {:.2} M msg/s, ratio {:.2}",
+            "busy round {round}: 1 channel {:.2} M msg/s, {BUSY_CHANNELS} channels {:.2} M msg/s, \
+             ratio {:.2} (service threads: {t1} / {tn})",
             one / 1e6,
             many / 1e6,
             many / one

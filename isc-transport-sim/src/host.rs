@@ -1053,6 +1053,17 @@ impl Service {
         Ok(worked)
     }
 
+    /// True if a round of service would find something to do besides
+    /// retrying queued control messages (a cheap check, for spinning).
+    pub(crate) fn has_work(&mut self) -> bool {
+        // Relaxed: these only decide whether to serve again; serving re-reads
+        // each with the proper ordering.
+        !matches!(self.rx.pending(), Ok(0))
+            || self.ch.reconcile.load(Ordering::Relaxed)
+            || self.ch.faulted.load(Ordering::Relaxed)
+            || self.host.shutdown.load(Ordering::Relaxed)
+    }
+
     /// Announces that the channel's service goes to sleep: asks the user to
     /// ring the driver doorbell for its next message (and for room in `k2u`
     /// while control messages wait). False if work appeared meanwhile: serve

@@ -106,6 +106,8 @@ struct Chan {
     armed: bool,
     /// The end of its last round that found work.
     last_work: Instant,
+    /// Its last round found nothing and it was queued again unarmed.
+    spinning: bool,
 }
 
 /// The channels of the pool, by id.
@@ -236,6 +238,7 @@ impl Pool {
                     service: Some(service),
                     armed: false,
                     last_work: Instant::now(),
+                    spinning: false,
                 }),
             });
             slots.map.insert(id, Arc::clone(&slot));
@@ -495,12 +498,22 @@ impl Pool {
         };
         if std::mem::take(&mut ch.armed) {
             service.disarm();
+            ch.spinning = false;
         }
         // A user that hung up is served one last round first: its bind
         // reply may have said "bound" (the driver then gets `bound` before
         // `unbind`), and what it published before leaving is delivered.
         let gone = slot.user_gone.load(Ordering::Acquire);
-        let round = match catch_unwind(AssertUnwindSafe(|| service.serve_once())) {
+        // A channel spinning for work skips the full round while a cheap
+        // look finds nothing.
+        let skip = ch.spinning && !gone && !service.control_pending() && !service.has_work();
+        let round = match catch_unwind(AssertUnwindSafe(|| {
+            if skip {
+                Ok(false)
+            } else {
+                service.serve_once()
+            }
+        })) {
             Ok(Ok(_)) if gone => Err(Some(Teardown::UserGone)),
             Ok(Ok(worked)) => Ok(worked),
             Ok(Err(why)) => Err(Some(why)),
@@ -516,6 +529,7 @@ impl Pool {
             }
             Ok(true) => {
                 ch.last_work = now;
+                ch.spinning = false;
                 drop(guard);
                 self.push(slot);
                 return Outcome::Worked;
@@ -523,6 +537,7 @@ impl Pool {
             Ok(false) => now.saturating_duration_since(ch.last_work),
         };
         if idle < host.spin || !service.arm() {
+            ch.spinning = true;
             drop(guard);
             self.push(slot);
             return Outcome::Dry(idle);
