@@ -20,7 +20,11 @@
 //!   - `ArrayQueue` `push` / `pop`.
 //!
 //! Every message carries its index, and every receiver checks it, so no
-//! implementation can skip the copy. isc-ring consumes one-way messages
+//! implementation can skip the copy. A side that finds the ring full (or
+//! empty) waits the same way in every contender: crossbeam's `Backoff`,
+//! spinning a little, then yielding the CPU, so that on a machine with
+//! fewer free cores than threads a waiting side doesn't burn the time
+//! slice its peer needs. isc-ring consumes one-way messages
 //! (`Incoming::consume`): like the others, it writes nothing back.
 //!
 //! Cross-thread figures on a small shared VM drift by several times between
@@ -39,8 +43,9 @@
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::Backoff;
 use isc_ring::{Consumer, Producer, RingConfig};
-use std::hint::{black_box, spin_loop};
+use std::hint::black_box;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
@@ -221,6 +226,7 @@ enum Mode {
 
 fn isc_produce<const N: usize>(mut tx: Producer, mode: Mode) {
     let total = stream_len(N);
+    let idle = Backoff::new();
     let mut i = 0u64;
     while i < total {
         let n0 = i;
@@ -262,7 +268,9 @@ fn isc_produce<const N: usize>(mut tx: Producer, mode: Mode) {
         if i == n0 {
             // Out of room: the end of a burst.
             let _ = tx.flush_wake();
-            spin_loop();
+            idle.snooze();
+        } else {
+            idle.reset();
         }
     }
     let _ = tx.flush_wake();
@@ -270,6 +278,7 @@ fn isc_produce<const N: usize>(mut tx: Producer, mode: Mode) {
 
 fn isc_consume<const N: usize>(mut rx: Consumer, mode: Mode) {
     let total = stream_len(N);
+    let idle = Backoff::new();
     let mut buf = [0u8; N];
     let mut i = 0u64;
     while i < total {
@@ -315,7 +324,9 @@ fn isc_consume<const N: usize>(mut rx: Consumer, mode: Mode) {
         }
         if i == n0 {
             let _ = rx.flush_wake();
-            spin_loop();
+            idle.snooze();
+        } else {
+            idle.reset();
         }
     }
     black_box(&buf);
@@ -343,15 +354,20 @@ fn run_rtrb<const N: usize>() -> Duration {
     let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(DEPTH);
     two_threads(
         move || {
+            let idle = Backoff::new();
             let mut i = 0u64;
             while i < total {
                 match tx.push(message(i)) {
-                    Ok(()) => i += 1,
-                    Err(_) => spin_loop(),
+                    Ok(()) => {
+                        i += 1;
+                        idle.reset();
+                    }
+                    Err(_) => idle.snooze(),
                 }
             }
         },
         move || {
+            let idle = Backoff::new();
             let mut i = 0u64;
             while i < total {
                 match rx.pop() {
@@ -359,8 +375,9 @@ fn run_rtrb<const N: usize>() -> Duration {
                         assert_eq!(index(&m), i);
                         black_box(&m);
                         i += 1;
+                        idle.reset();
                     }
-                    Err(_) => spin_loop(),
+                    Err(_) => idle.snooze(),
                 }
             }
         },
@@ -374,6 +391,7 @@ fn run_rtrb_slices<const N: usize>() -> Duration {
     two_threads(
         move || {
             let mut out = vec![[0u8; N]; BATCH as usize];
+            let idle = Backoff::new();
             let mut i = 0u64;
             while i < total {
                 let n = (total - i).min(BATCH as u64) as usize;
@@ -382,18 +400,23 @@ fn run_rtrb_slices<const N: usize>() -> Duration {
                 }
                 let (done, _) = tx.push_partial_slice(&out[..n]);
                 if done.is_empty() {
-                    spin_loop();
+                    idle.snooze();
+                } else {
+                    idle.reset();
                 }
                 i += done.len() as u64;
             }
         },
         move || {
             let mut buf = vec![[0u8; N]; BATCH as usize];
+            let idle = Backoff::new();
             let mut i = 0u64;
             while i < total {
                 let (got, _) = rx.pop_partial_slice(&mut buf);
                 if got.is_empty() {
-                    spin_loop();
+                    idle.snooze();
+                } else {
+                    idle.reset();
                 }
                 for m in got.iter() {
                     assert_eq!(index(m), i);
@@ -411,15 +434,20 @@ fn run_array_queue<const N: usize>() -> Duration {
     let q = ArrayQueue::<[u8; N]>::new(DEPTH);
     two_threads(
         || {
+            let idle = Backoff::new();
             let mut i = 0u64;
             while i < total {
                 match q.push(message(i)) {
-                    Ok(()) => i += 1,
-                    Err(_) => spin_loop(),
+                    Ok(()) => {
+                        i += 1;
+                        idle.reset();
+                    }
+                    Err(_) => idle.snooze(),
                 }
             }
         },
         || {
+            let idle = Backoff::new();
             let mut i = 0u64;
             while i < total {
                 match q.pop() {
@@ -427,8 +455,9 @@ fn run_array_queue<const N: usize>() -> Duration {
                         assert_eq!(index(&m), i);
                         black_box(&m);
                         i += 1;
+                        idle.reset();
                     }
-                    None => spin_loop(),
+                    None => idle.snooze(),
                 }
             }
         },
