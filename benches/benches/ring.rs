@@ -2,7 +2,8 @@
 //! `N` bytes (`[u8; N]`), rings of 1024 slots.
 //!
 //! - `ring_single`: one thread pushes then pops, one 64-byte message at a
-//!   time (isc-ring also with a 64-message batch per publish / release).
+//!   time (isc-ring also with a 64-message batch per publish / release),
+//!   and 64 messages at a time through isc-ring's chunks and rtrb's slices.
 //! - `ring_stream`: a producer thread streams 64-byte messages to a consumer
 //!   thread; throughput in messages per second. The contenders:
 //!   - isc-ring **per-message**: every message is published on its own
@@ -163,6 +164,55 @@ fn single(c: &mut Criterion) {
             }
             let _ = r.rx.release();
             black_box(&buf);
+        })
+    });
+
+    g.bench_function("isc-ring chunk", |b| {
+        let mut r = Ring::new(N);
+        let mut buf = [0u8; N];
+        let mut i = 0u64;
+        b.iter(|| {
+            {
+                let mut chunk = r.tx.write_chunk(LOCAL as u32).unwrap();
+                let mut k = 0;
+                while let Some(mut slot) = chunk.next_slot() {
+                    slot.payload_mut()[..N].copy_from_slice(&message::<N>(i + k));
+                    slot.commit(N, 0).unwrap();
+                    k += 1;
+                }
+            }
+            let _ = r.tx.publish();
+            {
+                let mut chunk = r.rx.read_chunk(LOCAL as u32).unwrap();
+                while let Some(m) = chunk.next_message().unwrap() {
+                    m.read(&mut buf);
+                    m.consume();
+                    assert_eq!(index(&buf), i);
+                    i += 1;
+                }
+            }
+            let _ = r.rx.release();
+            black_box(&buf);
+        })
+    });
+
+    g.bench_function("rtrb slices", |b| {
+        let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(DEPTH);
+        let mut out = vec![[0u8; N]; LOCAL as usize];
+        let mut got = vec![[0u8; N]; LOCAL as usize];
+        let mut i = 0u64;
+        b.iter(|| {
+            for (k, m) in out.iter_mut().enumerate() {
+                *m = message(i + k as u64);
+            }
+            let (done, _) = tx.push_partial_slice(&out);
+            assert_eq!(done.len(), LOCAL as usize);
+            let (read, _) = rx.pop_partial_slice(&mut got);
+            for m in read.iter() {
+                assert_eq!(index(m), i);
+                i += 1;
+            }
+            black_box(&read);
         })
     });
 
