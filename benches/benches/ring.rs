@@ -2,7 +2,8 @@
 //! `N` bytes (`[u8; N]`), rings of 1024 slots.
 //!
 //! - `ring_single`: one thread pushes then pops, one 64-byte message at a
-//!   time (isc-ring also with a 64-message batch per publish / release).
+//!   time (isc-ring also with a 64-message batch per publish / release),
+//!   and 64 messages at a time through isc-ring's chunks and rtrb's slices.
 //! - `ring_stream`: a producer thread streams 64-byte messages to a consumer
 //!   thread; throughput in messages per second. The contenders:
 //!   - isc-ring **per-message**: every message is published on its own
@@ -20,7 +21,11 @@
 //!   - `ArrayQueue` `push` / `pop`.
 //!
 //! Every message carries its index, and every receiver checks it, so no
-//! implementation can skip the copy. isc-ring consumes one-way messages
+//! implementation can skip the copy. A side that finds the ring full (or
+//! empty) waits the same way in every contender: crossbeam's `Backoff`,
+//! spinning a little, then yielding the CPU, so that on a machine with
+//! fewer free cores than threads a waiting side doesn't burn the time
+//! slice its peer needs. isc-ring consumes one-way messages
 //! (`Incoming::consume`): like the others, it writes nothing back.
 //!
 //! Cross-thread figures on a small shared VM drift by several times between
@@ -39,8 +44,9 @@
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::Backoff;
 use isc_ring::{Consumer, Producer, RingConfig};
-use std::hint::{black_box, spin_loop};
+use std::hint::black_box;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
@@ -161,6 +167,55 @@ fn single(c: &mut Criterion) {
         })
     });
 
+    g.bench_function("isc-ring chunk", |b| {
+        let mut r = Ring::new(N);
+        let mut buf = [0u8; N];
+        let mut i = 0u64;
+        b.iter(|| {
+            {
+                let mut chunk = r.tx.write_chunk(LOCAL as u32).unwrap();
+                let mut k = 0;
+                while let Some(mut slot) = chunk.next_slot() {
+                    slot.payload_mut()[..N].copy_from_slice(&message::<N>(i + k));
+                    slot.commit(N, 0).unwrap();
+                    k += 1;
+                }
+            }
+            let _ = r.tx.publish();
+            {
+                let mut chunk = r.rx.read_chunk(LOCAL as u32).unwrap();
+                while let Some(m) = chunk.next_message().unwrap() {
+                    m.read(&mut buf);
+                    m.consume();
+                    assert_eq!(index(&buf), i);
+                    i += 1;
+                }
+            }
+            let _ = r.rx.release();
+            black_box(&buf);
+        })
+    });
+
+    g.bench_function("rtrb slices", |b| {
+        let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(DEPTH);
+        let mut out = vec![[0u8; N]; LOCAL as usize];
+        let mut got = vec![[0u8; N]; LOCAL as usize];
+        let mut i = 0u64;
+        b.iter(|| {
+            for (k, m) in out.iter_mut().enumerate() {
+                *m = message(i + k as u64);
+            }
+            let (done, _) = tx.push_partial_slice(&out);
+            assert_eq!(done.len(), LOCAL as usize);
+            let (read, _) = rx.pop_partial_slice(&mut got);
+            for m in read.iter() {
+                assert_eq!(index(m), i);
+                i += 1;
+            }
+            black_box(&read);
+        })
+    });
+
     g.bench_function("rtrb", |b| {
         let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(DEPTH);
         let mut i = 0u64;
@@ -221,6 +276,7 @@ enum Mode {
 
 fn isc_produce<const N: usize>(mut tx: Producer, mode: Mode) {
     let total = stream_len(N);
+    let idle = Backoff::new();
     let mut i = 0u64;
     while i < total {
         let n0 = i;
@@ -262,7 +318,9 @@ fn isc_produce<const N: usize>(mut tx: Producer, mode: Mode) {
         if i == n0 {
             // Out of room: the end of a burst.
             let _ = tx.flush_wake();
-            spin_loop();
+            idle.snooze();
+        } else {
+            idle.reset();
         }
     }
     let _ = tx.flush_wake();
@@ -270,6 +328,7 @@ fn isc_produce<const N: usize>(mut tx: Producer, mode: Mode) {
 
 fn isc_consume<const N: usize>(mut rx: Consumer, mode: Mode) {
     let total = stream_len(N);
+    let idle = Backoff::new();
     let mut buf = [0u8; N];
     let mut i = 0u64;
     while i < total {
@@ -315,7 +374,9 @@ fn isc_consume<const N: usize>(mut rx: Consumer, mode: Mode) {
         }
         if i == n0 {
             let _ = rx.flush_wake();
-            spin_loop();
+            idle.snooze();
+        } else {
+            idle.reset();
         }
     }
     black_box(&buf);
@@ -343,15 +404,20 @@ fn run_rtrb<const N: usize>() -> Duration {
     let (mut tx, mut rx) = rtrb::RingBuffer::<[u8; N]>::new(DEPTH);
     two_threads(
         move || {
+            let idle = Backoff::new();
             let mut i = 0u64;
             while i < total {
                 match tx.push(message(i)) {
-                    Ok(()) => i += 1,
-                    Err(_) => spin_loop(),
+                    Ok(()) => {
+                        i += 1;
+                        idle.reset();
+                    }
+                    Err(_) => idle.snooze(),
                 }
             }
         },
         move || {
+            let idle = Backoff::new();
             let mut i = 0u64;
             while i < total {
                 match rx.pop() {
@@ -359,8 +425,9 @@ fn run_rtrb<const N: usize>() -> Duration {
                         assert_eq!(index(&m), i);
                         black_box(&m);
                         i += 1;
+                        idle.reset();
                     }
-                    Err(_) => spin_loop(),
+                    Err(_) => idle.snooze(),
                 }
             }
         },
@@ -374,6 +441,7 @@ fn run_rtrb_slices<const N: usize>() -> Duration {
     two_threads(
         move || {
             let mut out = vec![[0u8; N]; BATCH as usize];
+            let idle = Backoff::new();
             let mut i = 0u64;
             while i < total {
                 let n = (total - i).min(BATCH as u64) as usize;
@@ -382,18 +450,23 @@ fn run_rtrb_slices<const N: usize>() -> Duration {
                 }
                 let (done, _) = tx.push_partial_slice(&out[..n]);
                 if done.is_empty() {
-                    spin_loop();
+                    idle.snooze();
+                } else {
+                    idle.reset();
                 }
                 i += done.len() as u64;
             }
         },
         move || {
             let mut buf = vec![[0u8; N]; BATCH as usize];
+            let idle = Backoff::new();
             let mut i = 0u64;
             while i < total {
                 let (got, _) = rx.pop_partial_slice(&mut buf);
                 if got.is_empty() {
-                    spin_loop();
+                    idle.snooze();
+                } else {
+                    idle.reset();
                 }
                 for m in got.iter() {
                     assert_eq!(index(m), i);
@@ -411,15 +484,20 @@ fn run_array_queue<const N: usize>() -> Duration {
     let q = ArrayQueue::<[u8; N]>::new(DEPTH);
     two_threads(
         || {
+            let idle = Backoff::new();
             let mut i = 0u64;
             while i < total {
                 match q.push(message(i)) {
-                    Ok(()) => i += 1,
-                    Err(_) => spin_loop(),
+                    Ok(()) => {
+                        i += 1;
+                        idle.reset();
+                    }
+                    Err(_) => idle.snooze(),
                 }
             }
         },
         || {
+            let idle = Backoff::new();
             let mut i = 0u64;
             while i < total {
                 match q.pop() {
@@ -427,8 +505,9 @@ fn run_array_queue<const N: usize>() -> Duration {
                         assert_eq!(index(&m), i);
                         black_box(&m);
                         i += 1;
+                        idle.reset();
                     }
-                    None => spin_loop(),
+                    None => idle.snooze(),
                 }
             }
         },

@@ -499,27 +499,21 @@ impl Inner {
             let Some(t) = guard.as_mut() else {
                 break Some(Error::Closed);
             };
-            let mut pushed = false;
-            let mut error = None;
-            while next < n {
-                let target = Slot::Call(Target::Local(NonNull::from(&records[next])));
-                match t.push(requests[next], target) {
-                    Ok(seq) => {
-                        registrations.push(Registration {
-                            inner: self,
-                            seq,
-                            record: &records[next],
-                        });
-                        next += 1;
-                        pushed = true;
-                    }
-                    Err(Error::Full) => break,
-                    Err(e) => {
-                        error = Some(e);
-                        break;
-                    }
-                }
-            }
+            // As many as there is room for, with one drain and one check of
+            // the ring's tail for all of them.
+            let first = next;
+            let (count, result) = t.push_chunk(&requests[first..], |i, seq| {
+                let record = &records[first + i];
+                registrations.push(Registration {
+                    inner: self,
+                    seq,
+                    record,
+                });
+                Slot::Call(Target::Local(NonNull::from(record)))
+            });
+            next += count;
+            let pushed = count > 0;
+            let mut error = result.err();
             if pushed {
                 if let Err(e) = self.publish_and_ring(guard, &mut lead) {
                     error.get_or_insert(e);

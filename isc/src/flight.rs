@@ -358,6 +358,50 @@ impl Tx {
         Ok(seq)
     }
 
+    /// Pushes the messages of `msgs`, in order, as many as there is room
+    /// for, with one drain and one check of the consumer's index (a ring
+    /// chunk) for all of them; `what(i, seq)` records what message `i`
+    /// (pushed as `seq`) is for. Returns how many were pushed, and the
+    /// error that stopped the batch early, if any (those before it stay
+    /// pushed). Not yet published.
+    pub fn push_chunk(
+        &mut self,
+        msgs: &[&[u8]],
+        mut what: impl FnMut(usize, u32) -> Slot,
+    ) -> (usize, Result<()>) {
+        if let Err(e) = self.drain() {
+            return (0, Err(e));
+        }
+        // Room counted from what was drained, as in `push`.
+        let room = self.room().min(msgs.len().try_into().unwrap_or(u32::MAX));
+        let Self {
+            view, slots, mask, ..
+        } = self;
+        let mut chunk = match view.view().write_chunk(room) {
+            Ok(c) => c,
+            Err(e) => return (0, Err(e.into())),
+        };
+        let mut n = 0;
+        let mut result = Ok(());
+        for msg in msgs {
+            if chunk.is_empty() {
+                break;
+            }
+            match chunk.push(msg, slot_flags::KIND_MSG) {
+                Ok(seq) => {
+                    slots[(seq & *mask) as usize] = what(n, seq);
+                    self.head = seq.wrapping_add(1);
+                    n += 1;
+                }
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
+                }
+            }
+        }
+        (n, result)
+    }
+
     /// Slots free for pushing, counted from what was drained (see
     /// [`Tx::push`]).
     pub fn room(&self) -> u32 {
