@@ -130,10 +130,16 @@ impl CallFuture {
         }
     }
 
-    /// Steps down as leader and withdraws the call if it is not done.
+    /// Steps down as leader and withdraws the call if it is not done. A
+    /// call that was woken to take the lead passes it on.
     fn release(&mut self) {
         let pending = self.seq.is_some() && !self.record.is_done();
-        if !pending && !self.leader {
+        // Relaxed: only a hint to look under the lock.
+        let successor = self
+            .inner
+            .leaderless
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if !pending && !self.leader && !successor {
             return;
         }
         if let Some(t) = lock(&self.inner.tx).as_mut() {
@@ -145,6 +151,8 @@ impl CallFuture {
             if self.leader {
                 t.producer().finish_wait();
                 t.resign();
+            } else if successor {
+                t.ensure_leader();
             }
         }
         self.leader = false;
@@ -207,6 +215,11 @@ impl CallFuture {
                         self.leader = false;
                         t.producer().finish_wait();
                         t.resign();
+                    } else if inner.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
+                        // This call may be the successor a resigning leader
+                        // woke: leaving, it must pass the lead on, or the
+                        // calls behind it wait with nobody draining.
+                        t.ensure_leader();
                     }
                     drop(guard);
                     return Poll::Ready(self.finish());

@@ -867,4 +867,130 @@ mod overhead {
             batch / N as u32
         );
     }
+
+    /// The simulated transport's doorbell protocol under the test's
+    /// control: the test plays the service thread, completing messages
+    /// when it chooses; the completion doorbell never rings, so futures
+    /// are woken only by each other.
+    #[cfg(feature = "tokio")]
+    struct Manual(std::os::unix::net::UnixStream);
+    #[cfg(feature = "tokio")]
+    impl Link for Manual {
+        fn kick_always(&self) -> bool {
+            false
+        }
+        fn kick(&self) -> crate::Result<()> {
+            Ok(())
+        }
+        fn wait_posts(&self, _: Duration) -> crate::Result<()> {
+            Ok(())
+        }
+        fn wait_completion(&self, _: Duration) -> crate::Result<()> {
+            Ok(())
+        }
+        fn is_alive(&self) -> bool {
+            true
+        }
+        fn clear_posts(&self) {}
+        fn posts_fd(&self) -> BorrowedFd<'_> {
+            self.0.as_fd()
+        }
+        fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
+            Some(self.0.as_fd())
+        }
+        fn clear_completion(&self) {}
+    }
+
+    /// A waker that counts its wake-ups.
+    #[cfg(feature = "tokio")]
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+    #[cfg(feature = "tokio")]
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    #[cfg(feature = "tokio")]
+    impl Count {
+        fn woken(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    /// Three async calls on a channel whose service completes one message
+    /// at a time. The leader finishes and wakes the next call to take
+    /// over; that call finds its reply already there and finishes too. If
+    /// it left without passing the lead on, the third call would wait
+    /// forever: nobody drains its completion, and the doorbell is not rung
+    /// for a producer that no longer waits. Dropping the woken call
+    /// instead of polling it must pass the lead on just the same.
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn async_successor_passes_the_lead_on() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+
+        fn poll<F: Future + Unpin>(f: &mut F, w: &Arc<Count>) -> Poll<F::Output> {
+            let waker = Waker::from(Arc::clone(w));
+            std::pin::Pin::new(f).poll(&mut Context::from_waker(&waker))
+        }
+        let complete_next = |c: &Mutex<Consumer>| {
+            let mut c = c.lock().unwrap();
+            c.peek().unwrap().expect("a published call").complete_rc(7);
+            let _ = c.release();
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for drop_successor in [false, true] {
+            let (p, c, keep) = ring_of(4, 16);
+            let (_kp, kc, keep2) = ring_of(4, 16);
+            let consumer = Arc::new(Mutex::new(c));
+            let (bell, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+            let bound = Bound {
+                u2k: Box::new(Own(p, keep)),
+                k2u: Box::new(Own(kc, keep2)),
+                bound: true,
+                link: Box::new(Manual(bell)),
+            };
+            let ch = ChannelHandle(Arc::new(Inner::new(
+                crate::Uid::new(1),
+                bound,
+                Duration::MAX,
+            )));
+            rt.block_on(async {
+                let w: [Arc<Count>; 3] = Default::default();
+                let mut f: Vec<_> = (0..3u8).map(|i| ch.call_async(&[i])).collect();
+                for i in 0..3 {
+                    assert!(poll(&mut f[i], &w[i]).is_pending(), "call {i} in flight");
+                }
+                assert_eq!(w.iter().map(|w| w.woken()).sum::<usize>(), 0);
+
+                // The leader's reply comes: it finishes and wakes call 1.
+                complete_next(&consumer);
+                assert!(matches!(poll(&mut f[0], &w[0]), Poll::Ready(Ok((7, _)))));
+                assert_eq!(w[1].woken(), 1, "the leader woke a successor");
+                assert_eq!(w[2].woken(), 0);
+
+                complete_next(&consumer);
+                if drop_successor {
+                    drop(f.remove(1));
+                } else {
+                    assert!(matches!(poll(&mut f[1], &w[1]), Poll::Ready(Ok((7, _)))));
+                    drop(f.remove(1));
+                }
+                assert_eq!(w[2].woken(), 1, "the successor passed the lead on");
+
+                // Woken, the last call leads and gets its reply.
+                assert!(poll(&mut f[1], &w[2]).is_pending());
+                complete_next(&consumer);
+                assert!(matches!(poll(&mut f[1], &w[2]), Poll::Ready(Ok((7, _)))));
+            });
+        }
+    }
 }
