@@ -3,13 +3,15 @@
 //! A [`CallFuture`] takes part in the same pipelining as blocking calls:
 //! its request goes into the ring on the first poll and its reply is
 //! handed over by whoever drains completions. Many futures in flight on
-//! one task (e.g. joined) publish first and share one doorbell: on the
-//! device, a future that would have to kick yields once, so the other
-//! futures polled in the same round publish before the KICK, which then
-//! serves them all.
+//! one task (e.g. joined) publish first and share one doorbell: a future
+//! that would have to wait yields once after publishing, so the other
+//! futures polled in the same round publish before the KICK (device) or
+//! the wait for replies (simulated transport), which then serves them all.
 //!
 //! Waiting uses the runtime's reactor: on the simulated transport the
-//! leading future waits for the completion doorbell through
+//! leading future looks for its reply a few times in a short bounded spin
+//! (the service thread usually answers within microseconds, as for a
+//! blocking call), then waits for the completion doorbell through
 //! [`AsyncFd`]; on the device the KICK itself completes the calls. The
 //! futures and streams must be polled inside a tokio runtime with I/O
 //! enabled, and a call's timeout needs its time driver
@@ -84,8 +86,11 @@ pub struct CallFuture {
     seq: Option<u32>,
     /// This future is the channel's leader.
     leader: bool,
-    /// Device: published, and yielded once before kicking.
+    /// Published, and yielded once so that the futures polled after this
+    /// one publish before the KICK (device) or the wait (sim).
     yielded: bool,
+    /// Sim: the leader's look for its reply before it sleeps.
+    spin: crossbeam_utils::Backoff,
     timeout: Duration,
     unlimited: bool,
     /// The timeout's timer, started the first time the call has to wait
@@ -107,6 +112,7 @@ impl CallFuture {
             seq: None,
             leader: false,
             yielded: false,
+            spin: crossbeam_utils::Backoff::new(),
             timeout,
             unlimited: timeout == Duration::MAX,
             sleep: None,
@@ -231,15 +237,16 @@ impl CallFuture {
                 self.waiting = true;
                 return Poll::Pending;
             }
+            if !self.yielded && self.seq.is_some() {
+                // Let futures polled after this one publish first: one KICK
+                // (device), or one wait for the replies (sim), then serves
+                // them all.
+                self.yielded = true;
+                drop(guard);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             if inner.kick_always {
-                if !self.yielded && self.seq.is_some() {
-                    // Let futures polled after this one publish first: one
-                    // KICK then serves them all.
-                    self.yielded = true;
-                    drop(guard);
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
                 t.leader = true;
                 self.leader = true;
                 t.kick_pending = false;
@@ -250,9 +257,17 @@ impl CallFuture {
                 }
                 continue;
             }
-            // Simulated transport: wait for the completion doorbell.
+            // Simulated transport: lead. The service thread usually answers
+            // within microseconds; look again a few times, as a blocking
+            // call does, before sleeping on the completion doorbell (which
+            // costs a wake-up on both sides).
             t.leader = true;
             self.leader = true;
+            if !self.spin.is_completed() {
+                drop(guard);
+                self.spin.snooze();
+                continue;
+            }
             let newest = t.newest();
             let must_wait = t.producer().prepare_wait_for_release(newest);
             drop(guard);

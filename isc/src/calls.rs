@@ -966,25 +966,29 @@ mod overhead {
             rt.block_on(async {
                 let w: [Arc<Count>; 3] = Default::default();
                 let mut f: Vec<_> = (0..3u8).map(|i| ch.call_async(&[i])).collect();
-                for i in 0..3 {
-                    assert!(poll(&mut f[i], &w[i]).is_pending(), "call {i} in flight");
+                // Each publishes and yields once (so that the others
+                // publish before anyone waits); then call 0 leads and the
+                // others wait for it.
+                for round in 0..2 {
+                    for i in 0..3 {
+                        assert!(poll(&mut f[i], &w[i]).is_pending(), "call {i}");
+                        assert_eq!(w[i].woken(), 1, "call {i} yielded once, round {round}");
+                    }
                 }
-                assert_eq!(w.iter().map(|w| w.woken()).sum::<usize>(), 0);
 
                 // The leader's reply comes: it finishes and wakes call 1.
                 complete_next(&consumer);
                 assert!(matches!(poll(&mut f[0], &w[0]), Poll::Ready(Ok((7, _)))));
-                assert_eq!(w[1].woken(), 1, "the leader woke a successor");
-                assert_eq!(w[2].woken(), 0);
+                assert_eq!(w[1].woken(), 2, "the leader woke a successor");
+                assert_eq!(w[2].woken(), 1);
 
                 complete_next(&consumer);
-                if drop_successor {
-                    drop(f.remove(1));
-                } else {
+                if !drop_successor {
                     assert!(matches!(poll(&mut f[1], &w[1]), Poll::Ready(Ok((7, _)))));
-                    drop(f.remove(1));
+                    assert_eq!(w[2].woken(), 2, "the finished successor passed the lead on");
                 }
-                assert_eq!(w[2].woken(), 1, "the successor passed the lead on");
+                drop(f.remove(1));
+                assert_eq!(w[2].woken(), 2, "the successor passed the lead on once");
 
                 // Woken, the last call leads and gets its reply.
                 assert!(poll(&mut f[1], &w[2]).is_pending());
