@@ -638,6 +638,28 @@ mod overhead {
         }
     }
 
+    /// The methods of a test link that never waits (its kick does the
+    /// work, or the test plays the driver side); `$fd` is the field whose
+    /// descriptor stands in for the posts doorbell.
+    macro_rules! never_waits {
+        ($fd:tt) => {
+            fn wait_posts(&self, _: Duration) -> crate::Result<()> {
+                Ok(())
+            }
+            fn wait_completion(&self, _: Duration) -> crate::Result<()> {
+                Ok(())
+            }
+            fn is_alive(&self) -> bool {
+                true
+            }
+            fn clear_posts(&self) {}
+            fn posts_fd(&self) -> BorrowedFd<'_> {
+                self.$fd.as_fd()
+            }
+            fn clear_completion(&self) {}
+        };
+    }
+
     /// Kick drains `u2k` inline, completing each message with rc 0.
     struct Inline(Mutex<Consumer>, std::fs::File);
     static KICKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -654,23 +676,10 @@ mod overhead {
             let _ = c.release();
             Ok(())
         }
-        fn wait_posts(&self, _: Duration) -> crate::Result<()> {
-            Ok(())
-        }
-        fn wait_completion(&self, _: Duration) -> crate::Result<()> {
-            Ok(())
-        }
-        fn is_alive(&self) -> bool {
-            true
-        }
-        fn clear_posts(&self) {}
-        fn posts_fd(&self) -> BorrowedFd<'_> {
-            self.1.as_fd()
-        }
+        never_waits!(1);
         fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
             None
         }
-        fn clear_completion(&self) {}
     }
 
     fn ring() -> (Producer, Consumer, Arc<Mutex<Box<Page>>>) {
@@ -702,23 +711,10 @@ mod overhead {
             let _ = c.release();
             Ok(())
         }
-        fn wait_posts(&self, _: Duration) -> crate::Result<()> {
-            Ok(())
-        }
-        fn wait_completion(&self, _: Duration) -> crate::Result<()> {
-            Ok(())
-        }
-        fn is_alive(&self) -> bool {
-            true
-        }
-        fn clear_posts(&self) {}
-        fn posts_fd(&self) -> BorrowedFd<'_> {
-            self.1.as_fd()
-        }
+        never_waits!(1);
         fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
             None
         }
-        fn clear_completion(&self) {}
     }
 
     /// The device's doorbell protocol (leaders kick, a publish during a
@@ -882,23 +878,10 @@ mod overhead {
         fn kick(&self) -> crate::Result<()> {
             Ok(())
         }
-        fn wait_posts(&self, _: Duration) -> crate::Result<()> {
-            Ok(())
-        }
-        fn wait_completion(&self, _: Duration) -> crate::Result<()> {
-            Ok(())
-        }
-        fn is_alive(&self) -> bool {
-            true
-        }
-        fn clear_posts(&self) {}
-        fn posts_fd(&self) -> BorrowedFd<'_> {
-            self.0.as_fd()
-        }
+        never_waits!(0);
         fn completion_fd(&self) -> Option<BorrowedFd<'_>> {
             Some(self.0.as_fd())
         }
-        fn clear_completion(&self) {}
     }
 
     /// A waker that counts its wake-ups.
