@@ -89,8 +89,6 @@ pub struct CallFuture {
     /// Published, and yielded once so that the futures polled after this
     /// one publish before the KICK (device) or the wait (sim).
     yielded: bool,
-    /// Sim: the leader's look for its reply before it sleeps.
-    spin: crossbeam_utils::Backoff,
     timeout: Duration,
     unlimited: bool,
     /// The timeout's timer, started the first time the call has to wait
@@ -112,7 +110,6 @@ impl CallFuture {
             seq: None,
             leader: false,
             yielded: false,
-            spin: crossbeam_utils::Backoff::new(),
             timeout,
             unlimited: timeout == Duration::MAX,
             sleep: None,
@@ -140,12 +137,8 @@ impl CallFuture {
     /// call that was woken to take the lead passes it on.
     fn release(&mut self) {
         let pending = self.seq.is_some() && !self.record.is_done();
-        // Relaxed: only a hint to look under the lock.
-        let successor = self
-            .inner
-            .leaderless
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if !pending && !self.leader && !successor {
+        if !pending && !self.leader {
+            self.inner.ensure_leader();
             return;
         }
         if let Some(t) = lock(&self.inner.tx).as_mut() {
@@ -157,7 +150,7 @@ impl CallFuture {
             if self.leader {
                 t.producer().finish_wait();
                 t.resign();
-            } else if successor {
+            } else {
                 t.ensure_leader();
             }
         }
@@ -177,14 +170,12 @@ impl CallFuture {
 
     fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<Result<(i32, Vec<u8>)>> {
         let inner = Arc::clone(&self.inner);
+        // Sim: the leader's look for its reply before it sleeps, once per
+        // poll (a local: the future stays `Sync`).
+        let spin = crossbeam_utils::Backoff::new();
         loop {
             if self.seq.is_some() && !self.leader && self.record.is_done() {
-                // Relaxed: only a hint to look under the lock.
-                if inner.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
-                    if let Some(t) = lock(&inner.tx).as_mut() {
-                        t.ensure_leader();
-                    }
-                }
+                inner.ensure_leader();
                 return Poll::Ready(self.finish());
             }
             let mut guard = lock(&inner.tx);
@@ -221,7 +212,7 @@ impl CallFuture {
                         self.leader = false;
                         t.producer().finish_wait();
                         t.resign();
-                    } else if inner.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
+                    } else {
                         // This call may be the successor a resigning leader
                         // woke: leaving, it must pass the lead on, or the
                         // calls behind it wait with nobody draining.
@@ -263,9 +254,9 @@ impl CallFuture {
             // costs a wake-up on both sides).
             t.leader = true;
             self.leader = true;
-            if !self.spin.is_completed() {
+            if !spin.is_completed() {
                 drop(guard);
-                self.spin.snooze();
+                spin.snooze();
                 continue;
             }
             let newest = t.newest();
@@ -300,6 +291,13 @@ impl CallFuture {
         }
     }
 }
+
+// Futures and streams may be shared and moved across threads.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<CallFuture>();
+    send_sync::<EventStream>();
+};
 
 impl std::fmt::Debug for CallFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -143,6 +143,19 @@ enum AfterPublish {
 }
 
 impl Inner {
+    /// [`Tx::ensure_leader`] for a caller leaving without the lock, which
+    /// it takes only if the flag says a hand-off may be pending.
+    pub(crate) fn ensure_leader(&self) {
+        // Relaxed: only a hint to look under the lock. A caller whose call
+        // a drainer completed after the leader stepped down sees the flag:
+        // the drain's lock acquisition orders it after the store.
+        if self.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(t) = lock(&self.tx).as_mut() {
+                t.ensure_leader();
+            }
+        }
+    }
+
     /// Makes everything pushed to `u2k` visible to the consumer.
     ///
     /// On the device the kernel reads `u2k` only inside a KICK, which
@@ -232,12 +245,7 @@ impl Inner {
         let backoff = Backoff::new();
         loop {
             if !lead.held && quick() {
-                // Relaxed: only a hint to look under the lock.
-                if self.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
-                    if let Some(t) = lock(&self.tx).as_mut() {
-                        t.ensure_leader();
-                    }
-                }
+                self.ensure_leader();
                 return Ok(None);
             }
             let mut g = if !lead.held && !backoff.is_completed() {
@@ -266,7 +274,7 @@ impl Inner {
                         continue;
                     }
                     lead.resign(t);
-                } else if self.leaderless.load(std::sync::atomic::Ordering::Relaxed) {
+                } else {
                     t.ensure_leader();
                 }
                 return Ok(Some(g));
@@ -616,11 +624,11 @@ fn again(e: &Error) -> Error {
     }
 }
 
-/// The facade's own cost per call, measured natively against the raw ring
-/// with a transport whose kick drains the ring inline (as the device's
-/// KICK does). `cargo test -p isc --release --lib overhead -- --ignored --nocapture`
+/// The pipelining protocol against in-process links that stand in for the
+/// device (a kick that drains the ring inline) and for the simulated
+/// transport (the test plays the service), and the facade's own cost.
 #[cfg(all(test, not(isc_loom)))]
-mod overhead {
+mod tests {
     use crate::channel::{ChannelHandle, Inner};
     use crate::link::{Bound, Link, View};
     use isc_ring::{Consumer, Producer, RingConfig};
@@ -726,19 +734,8 @@ mod overhead {
     #[test]
     fn device_doorbells_leave_no_caller_behind() {
         let (p, c, keep) = ring_of(4, 64);
-        let (_kp, kc, keep2) = ring_of(4, 64);
-        let link = Echo(Mutex::new(c), std::fs::File::open("/dev/null").unwrap());
-        let bound = Bound {
-            u2k: Box::new(Own(p, keep)),
-            k2u: Box::new(Own(kc, keep2)),
-            bound: true,
-            link: Box::new(link),
-        };
-        let ch = ChannelHandle(Arc::new(Inner::new(
-            crate::Uid::new(1),
-            bound,
-            Duration::from_secs(10),
-        )));
+        let link = Echo(Mutex::new(c), null());
+        let ch = channel((p, keep), link, Duration::from_secs(10));
         let tag = |t: usize, i: usize| {
             let mut m = ((t * 100_000 + i) as i32).to_le_bytes().to_vec();
             m.extend_from_slice(format!("t{t}/{i}").as_bytes());
@@ -788,6 +785,28 @@ mod overhead {
         );
     }
 
+    /// A channel sending on `u2k` (its producer and the memory it lives
+    /// in) to `link`, with a `k2u` ring nothing posts to.
+    fn channel(
+        u2k: (Producer, Arc<Mutex<Box<Page>>>),
+        link: impl Link + 'static,
+        timeout: Duration,
+    ) -> ChannelHandle {
+        let (_kp, kc, keep) = ring_of(4, 64);
+        let bound = Bound {
+            u2k: Box::new(Own(u2k.0, u2k.1)),
+            k2u: Box::new(Own(kc, keep)),
+            bound: true,
+            link: Box::new(link),
+        };
+        ChannelHandle(Arc::new(Inner::new(crate::Uid::new(1), bound, timeout)))
+    }
+
+    /// A descriptor for links whose posts doorbell is never waited on.
+    fn null() -> std::fs::File {
+        std::fs::File::open("/dev/null").unwrap()
+    }
+
     fn ring_of(num: u32, msz: u32) -> (Producer, Consumer, Arc<Mutex<Box<Page>>>) {
         let mut page = Box::new(Page([0; 8192]));
         RingConfig::new(msz, num)
@@ -805,24 +824,17 @@ mod overhead {
         (p, c, Arc::new(Mutex::new(page)))
     }
 
+    /// The facade's own cost per call, measured natively against the raw
+    /// ring with a transport whose kick drains the ring inline (as the
+    /// device's KICK does).
+    /// `cargo test -p isc --release --lib overhead -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn overhead() {
         const N: usize = 1_000_000;
         let (p, c, keep) = ring();
-        let (_kp, kc, keep2) = ring();
-        let link = Inline(Mutex::new(c), std::fs::File::open("/dev/null").unwrap());
-        let bound = Bound {
-            u2k: Box::new(Own(p, keep.clone())),
-            k2u: Box::new(Own(kc, keep2.clone())),
-            bound: true,
-            link: Box::new(link),
-        };
-        let ch = ChannelHandle(Arc::new(Inner::new(
-            crate::Uid::new(1),
-            bound,
-            Duration::from_secs(5),
-        )));
+        let link = Inline(Mutex::new(c), null());
+        let ch = channel((p, keep), link, Duration::from_secs(5));
         let mut reply = [0u8; 16];
         let t = Instant::now();
         for _ in 0..N {
@@ -830,7 +842,7 @@ mod overhead {
         }
         let facade = t.elapsed();
         let (mut p, c, _keep) = ring();
-        let link = Inline(Mutex::new(c), std::fs::File::open("/dev/null").unwrap());
+        let link = Inline(Mutex::new(c), null());
         let t = Instant::now();
         for _ in 0..N {
             p.push(b"0123456789ab", 0).unwrap();
@@ -932,20 +944,9 @@ mod overhead {
             .unwrap();
         for drop_successor in [false, true] {
             let (p, c, keep) = ring_of(4, 16);
-            let (_kp, kc, keep2) = ring_of(4, 16);
-            let consumer = Arc::new(Mutex::new(c));
+            let consumer = Mutex::new(c);
             let (bell, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
-            let bound = Bound {
-                u2k: Box::new(Own(p, keep)),
-                k2u: Box::new(Own(kc, keep2)),
-                bound: true,
-                link: Box::new(Manual(bell)),
-            };
-            let ch = ChannelHandle(Arc::new(Inner::new(
-                crate::Uid::new(1),
-                bound,
-                Duration::MAX,
-            )));
+            let ch = channel((p, keep), Manual(bell), Duration::MAX);
             rt.block_on(async {
                 let w: [Arc<Count>; 3] = Default::default();
                 let mut f: Vec<_> = (0..3u8).map(|i| ch.call_async(&[i])).collect();

@@ -508,9 +508,14 @@ impl Tx {
         }
     }
 
-    /// After a leader stepped down: if nobody leads yet, wakes another
-    /// parked caller to take over.
+    /// Called by a non-leader leaving (done, failed or dropped): if a
+    /// leader stepped down and the caller it woke may not have taken over
+    /// (this one, perhaps), and nobody leads, wakes another parked caller
+    /// to take over. Read under the lock, the flag is exact.
     pub fn ensure_leader(&mut self) {
+        if !self.leaderless.load(Ordering::Relaxed) {
+            return;
+        }
         self.leaderless.store(false, Ordering::Relaxed);
         if !self.leader && self.wake_one() {
             self.leaderless.store(true, Ordering::Relaxed);
