@@ -4,7 +4,9 @@ use crate::abi::{slot_flags, CONSUMER_WAITING, PRODUCER_WAITING};
 use crate::error::{Corruption, RingError};
 use crate::mem::Mem;
 use crate::sync::{fence, Ordering};
-use crate::view::{peer_wake, read_header, Deferred, NeedsWake, View, FLAGS, LEN, PAYLOAD};
+use crate::view::{
+    peer_wake, read_header, write_words, Deferred, NeedsWake, View, FLAGS, LEN, PAYLOAD,
+};
 
 /// Reads messages from a ring and completes them in place.
 ///
@@ -412,16 +414,7 @@ impl Incoming<'_> {
         }
         c.view.mem.write(self.slot + PAYLOAD, reply);
         let flags = self.flags | extra | slot_flags::COMPLETED;
-        let mut words = [0u8; 12];
-        for (dst, w) in words
-            .chunks_exact_mut(4)
-            .zip([reply.len() as u32, flags, rc as u32])
-        {
-            dst.copy_from_slice(&w.to_ne_bytes());
-        }
-        // `len`, `flags` and `rc` are consecutive: one copy.
-        c.view.mem.write(self.slot + LEN, &words);
-        c.tail = c.tail.wrapping_add(1);
+        Self::finish(c, self.slot + LEN, &[reply.len() as u32, flags, rc as u32]);
         Ok(())
     }
 
@@ -429,7 +422,8 @@ impl Incoming<'_> {
     /// as they are (the reply is the message itself).
     #[inline]
     pub fn complete_rc(self, rc: i32) {
-        Self::finish(self.consumer, self.slot, self.flags, rc);
+        let flags = self.flags | slot_flags::COMPLETED;
+        Self::finish(self.consumer, self.slot + FLAGS, &[flags, rc as u32]);
     }
 
     /// Consumes the message without completing it (a one-way message): the
@@ -441,13 +435,11 @@ impl Incoming<'_> {
         self.consumer.tail = self.consumer.tail.wrapping_add(1);
     }
 
+    /// Writes the slot's header words from `off` on (the completion's
+    /// `len`, `flags`, `rc`, or the last two) and consumes the slot.
     #[inline]
-    fn finish(c: &mut Consumer, slot: usize, flags: u32, rc: i32) {
-        let mut words = [0u8; 8];
-        words[..4].copy_from_slice(&(flags | slot_flags::COMPLETED).to_ne_bytes());
-        words[4..].copy_from_slice(&(rc as u32).to_ne_bytes());
-        // `flags` and `rc` are consecutive: one copy.
-        c.view.mem.write(slot + FLAGS, &words);
+    fn finish(c: &mut Consumer, off: usize, words: &[u32]) {
+        write_words(&c.view.mem, off, words);
         c.tail = c.tail.wrapping_add(1);
     }
 }

@@ -32,11 +32,18 @@ pub(crate) fn read_header(mem: &Mem, slot: usize) -> Header {
 /// Writes the header of the slot at `slot` with one 16-byte copy.
 #[inline]
 pub(crate) fn write_header(mem: &Mem, slot: usize, h: Header) {
+    write_words(mem, slot + SEQ, &h);
+}
+
+/// Writes consecutive header words (at most four) from byte `off` on with
+/// one copy.
+#[inline]
+pub(crate) fn write_words(mem: &Mem, off: usize, words: &[u32]) {
     let mut raw = [0u8; PAYLOAD];
-    for (dst, w) in raw.chunks_exact_mut(4).zip(h) {
+    for (dst, w) in raw.chunks_exact_mut(4).zip(words) {
         dst.copy_from_slice(&w.to_ne_bytes());
     }
-    mem.write(slot, &raw);
+    mem.write(off, &raw[..4 * words.len()]);
 }
 
 /// The geometry of an attached ring, read from its header once and validated;
