@@ -45,7 +45,7 @@
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::Backoff;
-use isc_ring::{Consumer, Producer, RingConfig};
+use isc_ring::{Consumer, Incoming, Producer, RingConfig};
 use std::hint::black_box;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
@@ -77,6 +77,16 @@ fn message<const N: usize>(i: u64) -> [u8; N] {
 
 fn index(m: &[u8]) -> u64 {
     u64::from_ne_bytes(m[..8].try_into().unwrap())
+}
+
+/// Reads and consumes `m`, checking that it is message `*next` of the
+/// stream.
+#[inline]
+fn take(m: Incoming<'_>, buf: &mut [u8], next: &mut u64) {
+    m.read(buf);
+    m.consume();
+    assert_eq!(index(buf), *next);
+    *next += 1;
 }
 
 /// Page-aligned memory holding one isc-ring.
@@ -136,11 +146,8 @@ fn single(c: &mut Criterion) {
                 r.tx.push(&message::<N>(i), 0).unwrap();
                 let _ = r.tx.publish_deferred();
                 let m = r.rx.peek().unwrap().unwrap();
-                m.read(&mut buf);
-                m.consume();
+                take(m, &mut buf, &mut i);
                 let _ = r.rx.release_deferred();
-                assert_eq!(index(&buf), i);
-                i += 1;
             }
             let _ = (r.tx.flush_wake(), r.rx.flush_wake());
             black_box(&buf);
@@ -157,10 +164,7 @@ fn single(c: &mut Criterion) {
             }
             let _ = r.tx.publish();
             while let Some(m) = r.rx.peek().unwrap() {
-                m.read(&mut buf);
-                m.consume();
-                assert_eq!(index(&buf), i);
-                i += 1;
+                take(m, &mut buf, &mut i);
             }
             let _ = r.rx.release();
             black_box(&buf);
@@ -185,10 +189,7 @@ fn single(c: &mut Criterion) {
             {
                 let mut chunk = r.rx.read_chunk(LOCAL as u32).unwrap();
                 while let Some(m) = chunk.next_message().unwrap() {
-                    m.read(&mut buf);
-                    m.consume();
-                    assert_eq!(index(&buf), i);
-                    i += 1;
+                    take(m, &mut buf, &mut i);
                 }
             }
             let _ = r.rx.release();
@@ -336,10 +337,7 @@ fn isc_consume<const N: usize>(mut rx: Consumer, mode: Mode) {
         match mode {
             Mode::PerMessage | Mode::Fenced => {
                 if let Some(m) = rx.peek().unwrap() {
-                    m.read(&mut buf);
-                    m.consume();
-                    assert_eq!(index(&buf), i);
-                    i += 1;
+                    take(m, &mut buf, &mut i);
                     let _ = if mode == Mode::Fenced {
                         rx.release()
                     } else {
@@ -352,10 +350,7 @@ fn isc_consume<const N: usize>(mut rx: Consumer, mode: Mode) {
                 // messages never releases, and the producer stalls.
                 while i - n0 < BATCH as u64 {
                     let Some(m) = rx.peek().unwrap() else { break };
-                    m.read(&mut buf);
-                    m.consume();
-                    assert_eq!(index(&buf), i);
-                    i += 1;
+                    take(m, &mut buf, &mut i);
                 }
                 let _ = rx.release();
             }
@@ -363,10 +358,7 @@ fn isc_consume<const N: usize>(mut rx: Consumer, mode: Mode) {
                 {
                     let mut chunk = rx.read_chunk(BATCH).unwrap();
                     while let Some(m) = chunk.next_message().unwrap() {
-                        m.read(&mut buf);
-                        m.consume();
-                        assert_eq!(index(&buf), i);
-                        i += 1;
+                        take(m, &mut buf, &mut i);
                     }
                 }
                 let _ = rx.release();
