@@ -128,7 +128,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A simulated driver: the callbacks of the kernel API (`isc_register`).
 ///
 /// All three run on a service thread of the host, never concurrently for
-/// one channel. They may block: the other channels are still served. They may call [`Handle::post`], [`SimHost::register`] and
+/// one channel. They may block: the other channels are still served. They
+/// may call [`Handle::post`], [`SimHost::register`] and
 /// [`SimHost::unregister`] without deadlocking (an `unregister` from a
 /// callback completes after the callback returns).
 pub trait SimDriver: Send + Sync + 'static {
